@@ -134,7 +134,7 @@ def _crop(arr: np.ndarray, window: int, out: int, rng: random.Random) -> torch.T
         patch = np.asarray(Image.fromarray(patch).resize((out, out), Image.Resampling.BILINEAR))
     if rng.random() < 0.5:
         patch = patch[:, ::-1]
-    return torch.from_numpy(np.ascontiguousarray(patch)).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(np.array(patch)).permute(2, 0, 1).float() / 255.0
 
 
 class BatchSource:
@@ -279,7 +279,7 @@ def run_training(args: argparse.Namespace) -> int:
                 scaler.step(opt)
                 scaler.update()
                 it += 1
-                c, s = float(lc), float(ls)
+                c, s = float(lc.detach()), float(ls.detach())
                 avg_c = c if avg_c is None else 0.98 * avg_c + 0.02 * c
                 avg_s = s if avg_s is None else 0.98 * avg_s + 0.02 * s
                 dt = time.monotonic() - t0

@@ -42,9 +42,13 @@ import hashlib
 import io
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import unicodedata
+import warnings
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -56,10 +60,18 @@ import numpy as np
 from PIL import Image, ImageOps
 
 Image.MAX_IMAGE_PIXELS = 250_000_000
+warnings.filterwarnings("ignore", message="Palette images with Transparency", category=UserWarning)
 
 IMAGE_EXT = r"\.(?:jpe?g|png|webp|dds|tga|bmp|gif)$"
 MIN_SIDE = 128
+JIGSAW_BOARD_RE = re.compile(r"/resource/board/board\d+_\d+\.qml$")
+JIGSAW_PIECE_RE = re.compile(
+    r'"pixmapfile"\s*:\s*"(image/[^"]+\.webp)"\s*,\s*"x"\s*:\s*"?([\d.]+)"?\s*,\s*"y"\s*:\s*"?([\d.]+)"?'
+)
 MAX_GLOB_PREFIX_DROP = 2
+EXTENSION_RE = re.compile(r"\.[A-Za-z0-9]{2,4}$")
+MAX_ASPECT = 4.0
+MIN_CHROMA = 8.0  # mean channel spread below which a texture counts as grey
 JPEG_QUALITY = 92
 MANIFEST_COLUMNS = (
     "split",
@@ -74,7 +86,7 @@ MANIFEST_COLUMNS = (
 # Texture maps that are not colour images (normal/specular/height/...).
 MAP_NAME_RE = re.compile(
     r"(?:_(?:n|nm|norm|normal|normals|s|spec|specular|h|height|gloss|bump|ddn|disp|"
-    r"ao|rough|metal|mask|glow|emit|lum|local|occ)(?=[._])|normalmap|heightmap|bumpmap)",
+    r"ao|rough|metal|mask|glow|emit|lum|local|occ|z|zp)(?=[._])|normalmap|heightmap|bumpmap)",
     re.IGNORECASE,
 )
 RESTRICTED_LICENCE_RE = re.compile(r"(?:-|\b)N[CD]\b|unknown", re.IGNORECASE)
@@ -164,7 +176,7 @@ def _wesnoth_sources() -> list[Source]:
             r"/images/story/[^/]+" + IMAGE_EXT,
             "style",
             "painting",
-            exclude=r"logo|black|room\d|book|/end\.|/fail\.|cave-glow|summer\.|winter\.",
+            exclude=r"/(?:[^/]*(?:logo|black|room\d|book|cave-glow)[^/]*|end|fail|summer|winter)\.\w+$",
         ),
         Rule(r"/images/maps/[^/]+" + IMAGE_EXT, "style", "artwork", exclude=r"/misc/"),
         Rule(
@@ -262,7 +274,7 @@ SOURCES: tuple[Source, ...] = (
                 r"/Textures/Terrain/[^/]+\.(?:png|dds|jpg)$",
                 "content",
                 "texture",
-                exclude=r"mask|light|rwy|runway|marking|water-lake|structure",
+                exclude=r"/[^/]*(?:mask|light|rwy|runway|marking|water-lake|structure)[^/]*$",
                 alpha="ignore",
             ),
         ),
@@ -286,11 +298,11 @@ SOURCES: tuple[Source, ...] = (
         "redeclipse-data",
         (
             Rule(
-                r"/data/.+\.(?:jpg|png)$",
+                rf"/data/.+/[^/]*{NATURAL_MATERIAL}[^/]*\.(?:jpg|png)$",
                 "content",
                 "texture",
-                exclude=r"/(?:models?|particles?|hud|icons?|crosshairs?|sky|fonts?|keys|textures/(?:hud|ui|keys)|"
-                r"maps|sounds|menus?|ui|blood|decals?|lensflare|caustics)/",
+                exclude=r"/(?:models?|particles?|hud|icons?|crosshairs?|sky|fonts?|keys|desat|glass|alerts|"
+                r"textures/(?:hud|ui|keys)|maps|menus?|ui|blood|decals?|lensflare|caustics)/|skin|mask|trim|door",
                 alpha="ignore",
                 limit=700,
             ),
@@ -305,7 +317,7 @@ SOURCES: tuple[Source, ...] = (
                 r"^textures/.+\.(?:jpg|tga)$",
                 "content",
                 "texture",
-                exclude=r"_shirt|_pants|_trim|trim/|sfx|lights?[_/]|decal|/common/|logo|sign",
+                exclude=r"^textures/[^/]+$|_shirt|_pants|_trim|trim/|sfx|lights?[_/]|decal|/common/|logo|sign|tutorial|documents|spawn|jumppad",
                 alpha="ignore",
                 limit=600,
             ),
@@ -336,6 +348,26 @@ SOURCES: tuple[Source, ...] = (
     ),
     *_wesnoth_sources(),
     Source(
+        "gcompris",
+        "gcompris-qt-data",
+        (
+            Rule(r"/paintings/resource/board/board\d+_0\.qml$", "style", "painting", alpha="composite"),
+            Rule(
+                r"/details/resource/image/(?:[^/]*Gogh[^/]*|PortraitOfPereTanguy|Eglise_dAuvers-sur-Oise)_background\.",
+                "style",
+                "painting",
+            ),
+            Rule(r"/details/resource/image/[^/]+_background\.webp$", "content", "photo"),
+            Rule(r"/erase/resource/[^/]+\.webp$", "content", "photo"),
+            Rule(r"/explore_monuments/resource/.+\.webp$", "content", "photo"),
+            Rule(r"/explore_(?:world|farm)_animals/resource/animals/[^/]+\.webp$", "content", "photo"),
+            Rule(r"/categorization/resource/images/(?:tools|renewable|fishes|monuments|others)/", "content", "photo"),
+        ),
+        "3.1-2",
+        archives=r"/rcc/(?:paintings|details|erase|explore_monuments|explore_world_animals|explore_farm_animals|"
+        r"categorization)\.rcc$",
+    ),
+    Source(
         "flare",
         "flare-game",
         (
@@ -357,21 +389,16 @@ SOURCES: tuple[Source, ...] = (
         "1:5.1.5+dfsg-2+deb12u1",
     ),
     Source(
-        "mypaint",
-        "mypaint-data-extras",
-        (Rule(r"/mypaint/backgrounds/[^/]+/[^/]+\.png$", "style", "texture", alpha="ignore"),),
-        "2.0.1-9",
-    ),
-    Source(
         "openclipart",
         "openclipart-png",
         (
             Rule(
-                r"/openclipart/png/(?:animals|buildings|people|plants|recreation|transportation|food)/.+\.png$",
+                r"/openclipart/png/(?:animals|buildings|people|plants|food)/.+\.png$",
                 "style",
                 "artwork",
+                exclude=r"aiga|bordered|white_|knot|symbol|sign|icon|silhouette|contour|outline|_bw|bw_",
                 alpha="composite",
-                limit=300,
+                limit=200,
             ),
         ),
         "1:0.18+dfsg-19",
@@ -507,9 +534,22 @@ def glob_variants(pattern: str) -> Iterator[str]:
 
 
 def glob_matches(pattern: str, path: str) -> bool:
+    """DEP-5 glob match against an installed path.
+
+    Extensions are ignored when the glob names one, because some packages
+    convert images at build time (GCompris lists ``x.jpg`` but ships ``x.webp``).
+    """
     if pattern == "*":
         return True
-    return any(fnmatchcase(path, v) or fnmatchcase(path, "*/" + v) for v in glob_variants(pattern))
+    stem = EXTENSION_RE.sub("", path)
+    for variant in glob_variants(pattern):
+        if fnmatchcase(path, variant) or fnmatchcase(path, "*/" + variant):
+            return True
+        if EXTENSION_RE.search(variant):
+            bare = EXTENSION_RE.sub("", variant)
+            if fnmatchcase(stem, bare) or fnmatchcase(stem, "*/" + bare):
+                return True
+    return False
 
 
 class LicenceResolver:
@@ -553,6 +593,78 @@ def item_licence(source: Source, resolver: LicenceResolver, root: Path, relpath:
     return resolver.resolve(member or relpath)
 
 
+# --------------------------------------------------------------------------- Qt resources
+
+
+def read_rcc(path: Path) -> dict[str, bytes]:
+    """Read every file of a Qt binary resource bundle (``.rcc``).
+
+    Layout: magic ``qres``, then big-endian u32 version and the offsets of the
+    tree, data and names sections. Tree entries are 14 bytes (version 1) or 22
+    bytes (later versions): name offset u32, flags u16, then for a directory
+    the child count and first child index (u32 each), or for a file the
+    locale (two u16) and data offset (u32). Data is a u32 length plus the
+    payload, which is zlib data after a 4-byte size when flag 1 is set.
+    Names are a u16 length, a u32 hash and UTF-16BE text.
+    """
+    blob = path.read_bytes()
+    if blob[:4] != b"qres":
+        raise ValueError(f"{path} is not a Qt resource file")
+    version, tree, data, names = struct.unpack(">IIII", blob[4:20])
+    entry_size = 14 if version == 1 else 22
+    files: dict[str, bytes] = {}
+
+    def name_at(offset: int) -> str:
+        (length,) = struct.unpack(">H", blob[names + offset : names + offset + 2])
+        return blob[names + offset + 6 : names + offset + 6 + 2 * length].decode("utf-16-be")
+
+    def walk(index: int, prefix: str) -> None:
+        base = tree + index * entry_size
+        name_offset, flags = struct.unpack(">IH", blob[base : base + 6])
+        name = name_at(name_offset) if index else ""
+        path_here = f"{prefix}{name}"
+        if flags & 2:  # directory
+            count, first = struct.unpack(">II", blob[base + 6 : base + 14])
+            for child in range(first, first + count):
+                walk(child, f"{path_here}/" if index else "")
+            return
+        (offset,) = struct.unpack(">I", blob[base + 10 : base + 14])
+        (size,) = struct.unpack(">I", blob[data + offset : data + offset + 4])
+        payload = blob[data + offset + 4 : data + offset + 4 + size]
+        if flags & 4:  # zstd: not needed for the bundles used here
+            return
+        files[path_here] = zlib.decompress(payload[4:]) if flags & 1 else payload
+
+    walk(0, "")
+    return files
+
+
+@functools.lru_cache(maxsize=4)
+def rcc_files(path: str) -> dict[str, bytes]:
+    return read_rcc(Path(path))
+
+
+def assemble_jigsaw(files: dict[str, bytes], board: str) -> Image.Image:
+    """Rebuild a GCompris ``paintings`` board from its jigsaw pieces.
+
+    The board QML gives the canvas size and, for each piece, the fractional
+    position of the piece's centre. Pieces are RGBA, so they fit together
+    when pasted in order. The result is cropped to the covered area.
+    """
+    qml = files[board].decode()
+    width = int(re.search(r'"width"\s*:\s*(\d+)', qml).group(1))  # type: ignore[union-attr]
+    height = int(re.search(r'"height"\s*:\s*(\d+)', qml).group(1))  # type: ignore[union-attr]
+    canvas = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    resource_dir = board.rsplit("/board/", 1)[0]
+    for piece, x, y in JIGSAW_PIECE_RE.findall(qml):
+        tile = Image.open(io.BytesIO(files[f"{resource_dir}/{piece}"])).convert("RGBA")
+        left = round(float(x) * width - tile.width / 2)
+        top = round(float(y) * height - tile.height / 2)
+        canvas.alpha_composite(tile, (max(left, 0), max(top, 0)))
+    box = canvas.getchannel("A").getbbox()
+    return canvas.crop(box) if box else canvas
+
+
 # --------------------------------------------------------------------------- candidates
 
 
@@ -567,7 +679,10 @@ def iter_files(root: Path, archives: str | None) -> Iterator[tuple[str, str | No
         if not path.is_file():
             continue
         relpath = path.relative_to(root).as_posix()
-        if archives and re.search(archives, relpath):
+        if archives and re.search(archives, relpath) and path.suffix == ".rcc":
+            for name, payload in rcc_files(str(path)).items():
+                yield relpath, name, len(payload)
+        elif archives and re.search(archives, relpath):
             with zipfile.ZipFile(path) as zf:
                 for info in zf.infolist():
                     if not info.is_dir():
@@ -582,12 +697,14 @@ def collect(source: Source, root: Path, version: str, out_dir: Path, max_side: i
     by_rule: dict[Rule, list[Candidate]] = {rule: [] for rule in source.rules}
     for relpath, member, size in iter_files(root, source.archives):
         inner = member or relpath
-        if not re.search(IMAGE_EXT, inner, re.IGNORECASE) or MAP_NAME_RE.search(Path(inner).name):
+        is_board = bool(JIGSAW_BOARD_RE.search(inner))
+        if not (is_board or re.search(IMAGE_EXT, inner, re.IGNORECASE)) or MAP_NAME_RE.search(Path(inner).name):
             continue
         rule = next((r for r in source.rules if r.matches(inner)), None)
         if rule is None:
             continue
-        licence = item_licence(source, resolver, root, relpath, member)
+        piece_path = JIGSAW_BOARD_RE.sub("/resource/image/piece.webp", member) if member and is_board else member
+        licence = item_licence(source, resolver, root, relpath, piece_path)
         by_rule[rule].append(
             Candidate(
                 source.name,
@@ -622,7 +739,12 @@ def open_zip(path: str) -> zipfile.ZipFile:
 
 def load(cand: Candidate) -> Image.Image:
     path = Path(cand.root) / cand.relpath
-    if cand.member:
+    if cand.member and path.suffix == ".rcc":
+        files = rcc_files(str(path))
+        if JIGSAW_BOARD_RE.search(cand.member):
+            return assemble_jigsaw(files, cand.member)
+        im = Image.open(io.BytesIO(files[cand.member]))
+    elif cand.member:
         data = open_zip(str(path)).read(cand.member)
         im = Image.open(io.BytesIO(data))
     else:
@@ -677,8 +799,10 @@ def crop_fraction(im: Image.Image, box: tuple[float, float, float, float] | None
     return im.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
 
 
-def content_reject(im: Image.Image) -> str | None:
-    """Reject near-uniform images and normal maps by their pixels."""
+def content_reject(im: Image.Image, needs_colour: bool) -> str | None:
+    """Reject strips, near-uniform images, normal maps and (optionally) grey images."""
+    if max(im.size) > MAX_ASPECT * min(im.size):
+        return "strip"
     small = np.asarray(im.resize((64, 64), Image.Resampling.BILINEAR), dtype=np.float32)
     gray = small.mean(axis=2)
     if gray.std() < 8.0:
@@ -688,6 +812,8 @@ def content_reject(im: Image.Image) -> str | None:
     r, g, b = (small[..., i].mean() for i in range(3))
     if b > 180 and abs(r - 128) < 45 and abs(g - 128) < 45 and b > r + 40:
         return "normal-map"
+    if needs_colour and float((small.max(axis=2) - small.min(axis=2)).mean()) < MIN_CHROMA:
+        return "grey"
     return None
 
 
@@ -698,11 +824,23 @@ def dhash(im: Image.Image) -> int:
     return int("".join("1" if b else "0" for b in bits), 2)
 
 
-def slug(cand: Candidate) -> str:
+def describe(cand: Candidate) -> str:
+    """Human-readable part of the output name: parent folder and file stem.
+
+    For a reassembled GCompris painting this is the title from its board.
+    """
     inner = Path(cand.member or cand.relpath)
-    stem = inner.name.split(".")[0]
-    parent = inner.parent.name
-    text = f"{cand.source}_{parent}_{stem}".lower()
+    if cand.member and JIGSAW_BOARD_RE.search(cand.member):
+        qml = rcc_files(str(Path(cand.root) / cand.relpath))[cand.member].decode()
+        title = re.search(r'qsTr\("([^"]+)"\)', qml)
+        if title:
+            return title.group(1).split(" - ")[0]
+    return f"{inner.parent.name}_{inner.name.split('.')[0]}"
+
+
+def slug(cand: Candidate) -> str:
+    ascii_text = unicodedata.normalize("NFKD", f"{cand.source}_{describe(cand)}").encode("ascii", "ignore").decode()
+    text = ascii_text.lower()
     text = re.sub(r"[^a-z0-9]+", "_", text).strip("_")[:80]
     return f"{text}_{hashlib.sha1(cand.original_path.encode()).hexdigest()[:6]}"
 
@@ -719,7 +857,7 @@ def process(cand: Candidate) -> Result:
     rgb, reason = flatten(im, cand.rule.alpha, cand.original_path)
     if rgb is None:
         return Result(cand, reason=reason)
-    reason = content_reject(rgb)
+    reason = content_reject(rgb, needs_colour=cand.rule.kind == "content" and cand.rule.category == "texture")
     if reason:
         return Result(cand, reason=reason)
     rgb.thumbnail((cand.max_side, cand.max_side), Image.Resampling.LANCZOS)
@@ -820,7 +958,7 @@ def summarise(results: list[Result], kept: list[Result], skipped: list[str]) -> 
     for res in kept:
         per_source[(res.candidate.source, res.candidate.rule.kind, res.split)] += 1
     rejected = Counter((r.candidate.source, (r.reason or "").split(" ")[0]) for r in results if r.file is None)
-    print("\nsource               kind     train  heldout  rejected")
+    print("\nsource               kind      train  heldout")
     for name in sorted({r.candidate.source for r in results}):
         for kind in ("content", "style"):
             train, held = per_source[(name, kind, "train")], per_source[(name, kind, "heldout")]
@@ -828,7 +966,7 @@ def summarise(results: list[Result], kept: list[Result], skipped: list[str]) -> 
                 print(f"{name:20s} {kind:8s} {train:6d} {held:8d}")
         reasons = ", ".join(f"{why}={n}" for (src, why), n in sorted(rejected.items()) if src == name)
         if reasons:
-            print(f"{'':20s} rejected: {reasons}")
+            print(f"{name:20s} rejected: {reasons}")
     totals = Counter((r.candidate.rule.kind, r.split) for r in kept)
     cats = Counter((r.candidate.rule.kind, r.candidate.rule.category, r.split) for r in kept)
     print("\ntotals:", dict(sorted(totals.items())))
