@@ -12,16 +12,20 @@ Steps:
 1. Fetch and unpack each source package under ``--download-dir``. Pinned
    versions are tried first, then the current candidate version.
 2. Keep the files that match a source's rules. Images inside zip/pk3
-   archives are read without unpacking them.
+   archives and Qt ``.rcc`` bundles are read without unpacking them.
+   GCompris paintings, which ship as jigsaw pieces, are put back together
+   using the piece positions in their board files.
 3. Drop normal, specular and height maps (by file name and by colour), tiny
    images, near-uniform images, and images that are mostly transparent.
    Portraits and clip art with transparency are composited onto a paper-like
    background instead.
 4. Convert to RGB, shrink so the longer side is at most ``--max-side``, write
-   a JPEG to ``OUT/content`` or ``OUT/style``, and drop near-duplicates by
-   perceptual hash.
+   a JPEG to ``OUT/content`` or ``OUT/style``, and drop duplicates (the
+   same 64-bit difference hash; the largest file is kept).
 5. Choose the held-out split from a hash of the output file name, so it does
-   not depend on the order of files or of sources. Write ``OUT/manifest.csv``.
+   not depend on the order of files or of sources. Top it up to a minimum
+   number of photos and paintings, and always hold out the sources of the
+   images shipped in ``adain/data/samples``. Write ``OUT/manifest.csv``.
 
 The licence of each file is read from the package's DEP-5 copyright file
 (the last ``Files:`` stanza whose globs match wins). A few sources give
@@ -52,7 +56,7 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -71,7 +75,7 @@ JIGSAW_PIECE_RE = re.compile(
 MAX_GLOB_PREFIX_DROP = 2
 EXTENSION_RE = re.compile(r"\.[A-Za-z0-9]{2,4}$")
 MAX_ASPECT = 4.0
-MIN_CHROMA = 8.0  # mean channel spread below which a texture counts as grey
+MIN_CHROMA = 6.0  # mean channel spread below which a texture counts as grey
 JPEG_QUALITY = 92
 MANIFEST_COLUMNS = (
     "split",
@@ -98,6 +102,17 @@ HELDOUT_RATE = {
     ("style", "artwork"): 0.03,
 }
 HELDOUT_MINIMUM = {("content", "photo"): 20, ("style", "painting"): 10}
+# Sources of the images shipped in adain/data/samples: always held out, so that
+# demos on the samples never use training images.
+ALWAYS_HELDOUT = (
+    "skimage/data/astronaut.png",
+    "skimage/data/coffee.png",
+    "skimage/data/chelsea.png",
+    "foundingFathers/henryHudson.size6.jpg",
+    "core/images/story/landscape-mountains-01.jpg",
+    "Heir_To_The_Throne/images/story/httt_story5.jpg",
+    "The_Rise_Of_Wesnoth/images/story/trow_intro_01.jpg",
+)
 NATURAL_MATERIAL = (
     r"(?:rock|stone|grass|sand|dirt|bark|wood|snow|water|leaf|leaves|moss|mud|soil|brick|"
     r"cliff|ground|gravel|lava|ice|earth|forest|tree|plank|marble|cobble|pebble|clay|"
@@ -166,7 +181,6 @@ class Result:
     reason: str | None = None
     digest: int = 0
     split: str = "train"
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 def _wesnoth_sources() -> list[Source]:
@@ -304,7 +318,7 @@ SOURCES: tuple[Source, ...] = (
                 exclude=r"/(?:models?|particles?|hud|icons?|crosshairs?|sky|fonts?|keys|desat|glass|alerts|"
                 r"textures/(?:hud|ui|keys)|maps|menus?|ui|blood|decals?|lensflare|caustics)/|skin|mask|trim|door",
                 alpha="ignore",
-                limit=700,
+                limit=1500,
             ),
         ),
         "1.6.0-1",
@@ -319,7 +333,7 @@ SOURCES: tuple[Source, ...] = (
                 "texture",
                 exclude=r"^textures/[^/]+$|_shirt|_pants|_trim|trim/|sfx|lights?[_/]|decal|/common/|logo|sign|tutorial|documents|spawn|jumppad",
                 alpha="ignore",
-                limit=600,
+                limit=1500,
             ),
         ),
         "2.5.2-12",
@@ -336,7 +350,8 @@ SOURCES: tuple[Source, ...] = (
                 "painting",
                 crop=(0.205, 0.165, 0.795, 0.835),
             ),
-            Rule(r"/images/monarch/[^/]+\.png$", "style", "painting", exclude=r"geronimo"),
+            # geronimo and victor are photographs, not paintings.
+            Rule(r"/images/monarch/[^/]+\.png$", "style", "painting", exclude=r"geronimo|victor"),
             Rule(
                 r"/images/ui/(?:military|political|religious|trade|exploration|landing|meet_natives|"
                 r"meet_aztec|discovery)\.png$",
@@ -889,7 +904,7 @@ def dedupe(results: list[Result], out_dir: Path) -> list[Result]:
 
 
 def assign_splits(kept: list[Result]) -> None:
-    """Hash-based held-out split, topped up to the minimum counts."""
+    """Hash-based held-out split, topped up to the minimum counts, plus the sample sources."""
     groups: dict[tuple[str, str], list[Result]] = {}
     for res in kept:
         groups.setdefault((res.candidate.rule.kind, res.candidate.rule.category), []).append(res)
@@ -900,12 +915,15 @@ def assign_splits(kept: list[Result]) -> None:
         n_held = max(n_held, min(HELDOUT_MINIMUM.get(key, 0), len(members) // 3))
         for res in ranked[:n_held]:
             res.split = "heldout"
+    for res in kept:
+        if res.candidate.original_path.endswith(ALWAYS_HELDOUT):
+            res.split = "heldout"
 
 
 def write_manifest(kept: list[Result], out_dir: Path) -> None:
     rows = sorted(kept, key=lambda r: r.file or "")
     with (out_dir / "manifest.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
+        writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(MANIFEST_COLUMNS)
         for res in rows:
             c = res.candidate

@@ -68,8 +68,11 @@ def test_each_region_gets_its_own_style_statistics(model, content_img, style_img
     t = AF.regional_adain(feat, hard, torch.stack([s0.mean, s1.mean]), torch.stack([s0.std, s1.std]))
     for r, s in enumerate((s0, s1)):
         m, sd = AF.calc_mean_std(t, hard[:, r : r + 1])
-        torch.testing.assert_close(m.flatten(), s.mean, rtol=1e-3, atol=1e-3)
-        torch.testing.assert_close(sd.flatten(), s.std, rtol=1e-2, atol=1e-2)
+        # a channel that is constant over the region carries no variation to rescale: skip those
+        live = AF.calc_mean_std(feat, hard[:, r : r + 1])[1].flatten() > 0.05
+        assert live.sum() > 400
+        torch.testing.assert_close(m.flatten()[live], s.mean[live], rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(sd.flatten()[live], s.std[live], rtol=1e-2, atol=1e-2)
     # and end to end: the stylized left half is closer (in relu4_1 statistics) to its own style
     out = model.stylize(content_img, regions=[Region([s0]), Region([s1])], masks=labels)
     assert isinstance(out, torch.Tensor)

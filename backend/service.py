@@ -1,0 +1,239 @@
+"""The model service: the only place in the backend that uses torch (LitServe style, no ZeroMQ here).
+
+``setup()`` loads the model once (on the worker thread); ``predict(task)`` serves one typed task at a
+time and returns a typed result in numpy. Style statistics are cached by style id, LRU-bounded.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import overload
+
+import numpy as np
+import torch
+
+from adain import AdainError, InputError, Region, StyleStats, StyleTransfer, StylizeResult
+from addon.protocol import ErrorCode, ModelInfo, Passes, RegionSpec
+from backend.config import Config
+from backend.errors import BackendError, ConfigError
+
+log = logging.getLogger("backend.service")
+
+
+@dataclass(frozen=True, eq=False)
+class EncodeStyleTask:
+    """A style image, float32 (H, W, 3) in [0, 1], to encode under ``style_id``."""
+
+    style_id: str
+    image: np.ndarray
+
+
+@dataclass(frozen=True, eq=False)
+class StylizeTask:
+    """``image``: float32 (H, W, 3) in [0, 1]; ``masks``: int64 label map (H, W), float32 (R, H, W) or None."""
+
+    image: np.ndarray
+    regions: tuple[RegionSpec, ...]
+    masks: np.ndarray | None
+    preserve_color: str
+    passes: Passes
+    tile: int | None
+
+
+@dataclass(frozen=True)
+class StyleEncoded:
+    style_id: str
+    width: int
+    height: int
+    cached: bool
+
+
+@dataclass(frozen=True, eq=False)
+class StylizeOutput:
+    """float32 (H, W, 3) arrays in [0, 1]: the combined frame (if asked) and one pass per region (if asked)."""
+
+    combined: np.ndarray | None
+    passes: list[np.ndarray]
+
+
+@dataclass(frozen=True)
+class Released:
+    styles_dropped: int
+    device_allocated: int
+    device_reserved: int
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    device: str
+    precision: str
+    model: ModelInfo
+
+
+class StyleCache:
+    """Thread-safe LRU of style statistics by style id."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: OrderedDict[str, StyleStats] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> StyleStats | None:
+        with self._lock:
+            stats = self._items.get(key)
+            if stats is not None:
+                self._items.move_to_end(key)
+            return stats
+
+    def put(self, key: str, stats: StyleStats) -> None:
+        with self._lock:
+            self._items[key] = stats
+            self._items.move_to_end(key)
+            while len(self._items) > self.capacity:
+                evicted, _ = self._items.popitem(last=False)
+                log.debug("style %s evicted from the cache", evicted[:12])
+
+    def clear(self) -> int:
+        with self._lock:
+            n = len(self._items)
+            self._items.clear()
+            return n
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
+
+
+class ModelService:
+    """Owns the StyleTransfer model and the style cache. ``model`` may be passed in already loaded."""
+
+    def __init__(self, config: Config, model: StyleTransfer | None = None) -> None:
+        self.config = config
+        self.model = model
+        self.styles = StyleCache(config.cache_size)
+        self._description: ModelDescription | None = None
+
+    # ------------------------------------------------------------------------------ lifecycle
+    def setup(self) -> None:
+        """Load the weights onto the device (once). Raises ConfigError with what to fix."""
+        if self.model is not None:
+            return
+        c = self.config
+        try:
+            if c.decoder is None:
+                self.model = StyleTransfer.load_default(device=c.device, precision=c.precision)
+            else:
+                self.model = StyleTransfer.load(c.decoder, c.encoder, device=c.device, precision=c.precision)
+        except AdainError as e:
+            raise ConfigError(f"cannot load the model: {e}") from e
+        log.info("model ready: %s", self.model.info())
+
+    def describe(self) -> ModelDescription:
+        """Device, precision and weights (for hello; computed once)."""
+        if self._description is None:
+            info = self._model().info()
+            model = ModelInfo(info["encoder"], info["decoder"], info["decoder_iterations"])
+            self._description = ModelDescription(device=info["device"], precision=info["precision"], model=model)
+        return self._description
+
+    def _model(self) -> StyleTransfer:
+        if self.model is None:
+            raise BackendError(ErrorCode.INTERNAL, "the model is not loaded yet (setup() was not called)")
+        return self.model
+
+    # -------------------------------------------------------------------------------- predict
+    @overload
+    def predict(self, task: EncodeStyleTask) -> StyleEncoded: ...
+
+    @overload
+    def predict(self, task: StylizeTask) -> StylizeOutput: ...
+
+    def predict(self, task: EncodeStyleTask | StylizeTask) -> StyleEncoded | StylizeOutput:
+        """Serve one task; model input errors become BackendError(bad_request), device OOM out_of_memory."""
+        try:
+            if isinstance(task, EncodeStyleTask):
+                return self._encode_style(task)
+            return self._stylize(task)
+        except torch.OutOfMemoryError as e:
+            self._empty_device_cache()
+            raise BackendError(
+                ErrorCode.OUT_OF_MEMORY,
+                f"the device ran out of memory ({str(e).splitlines()[0]}): set tile (e.g. 1024), send smaller frames, "
+                "or stop other programs using the GPU",
+            ) from e
+        except InputError as e:
+            raise BackendError(ErrorCode.BAD_REQUEST, str(e)) from e
+        except AdainError as e:
+            raise BackendError(ErrorCode.INTERNAL, f"the model failed: {e}") from e
+
+    def lookup_style(self, style_id: str) -> StyleEncoded | None:
+        """The cached style's size if this id is known (and mark it recently used)."""
+        stats = self.styles.get(style_id)
+        if stats is None:
+            return None
+        h, w = stats.image.shape[-2:] if stats.image is not None else (0, 0)
+        return StyleEncoded(style_id, int(w), int(h), cached=True)
+
+    def _encode_style(self, task: EncodeStyleTask) -> StyleEncoded:
+        h, w = task.image.shape[:2]
+        image = torch.from_numpy(np.ascontiguousarray(task.image, dtype=np.float32)).permute(2, 0, 1)
+        stats = self._model().encode_style(image)
+        self.styles.put(task.style_id, stats)
+        return StyleEncoded(task.style_id, w, h, cached=False)
+
+    def _stylize(self, task: StylizeTask) -> StylizeOutput:
+        regions = [Region(styles=[self._style(s.id) for s in r.styles], weights=[s.weight for s in r.styles], alpha=r.alpha)
+                   for r in task.regions]  # fmt: skip
+        content = torch.from_numpy(np.ascontiguousarray(task.image, dtype=np.float32)).permute(2, 0, 1)
+        masks = None if task.masks is None else torch.from_numpy(np.ascontiguousarray(task.masks))
+        model = self._model()
+        want_passes = task.passes.regions
+        if masks is None:
+            r = regions[0]
+            result = model.stylize(content, list(r.styles), r.alpha, weights=r.weights,
+                                   preserve_color=task.preserve_color, tile=task.tile, passes=want_passes)  # fmt: skip
+        else:
+            result = model.stylize(content, regions=regions, masks=masks, preserve_color=task.preserve_color,
+                                   tile=task.tile, passes=want_passes)  # fmt: skip
+        if isinstance(result, StylizeResult):
+            combined, passes = result.combined, result.passes
+        else:
+            combined, passes = result, []
+        return StylizeOutput(
+            combined=_hwc(combined) if task.passes.combined else None,
+            passes=[_hwc(p) for p in passes],
+        )
+
+    def _style(self, style_id: str) -> StyleStats:
+        stats = self.styles.get(style_id)
+        if stats is None:
+            raise BackendError(
+                ErrorCode.UNKNOWN_STYLE,
+                f"style {style_id[:16]}... is not known to this backend (it restarted or evicted it): put it again",
+                style=style_id,
+            )
+        return stats
+
+    # -------------------------------------------------------------------------------- release
+    def release(self, drop_styles: bool) -> Released:
+        """Return cached device memory to the driver (torch.cuda.empty_cache); optionally forget every style."""
+        dropped = self.styles.clear() if drop_styles else 0
+        self._empty_device_cache()
+        allocated = reserved = 0
+        model = self.model
+        if model is not None and model.device.type == "cuda":
+            allocated = int(torch.cuda.memory_allocated(model.device))
+            reserved = int(torch.cuda.memory_reserved(model.device))
+        return Released(dropped, allocated, reserved)
+
+    def _empty_device_cache(self) -> None:
+        if self.model is not None and self.model.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def _hwc(t: torch.Tensor) -> np.ndarray:
+    """(3, H, W) -> (H, W, 3) float32 numpy."""
+    return t.permute(1, 2, 0).contiguous().numpy()
