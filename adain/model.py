@@ -12,6 +12,7 @@ cost one extra decode each and are only computed on request.
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -119,16 +120,35 @@ class StyleTransfer:
         precision: str = "auto",
         encoder_name: str = "custom",
         decoder_metadata: dict[str, str] | None = None,
+        *,
+        autocast: bool = False,
+        channels_last: bool = True,
     ) -> None:
+        """``encoder``/``decoder`` stay float32 (``features()``, training losses and evaluation use them).
+
+        With bf16 or fp16 precision, ``stylize`` and ``encode_style`` run reduced-precision copies of the
+        weights; ``autocast=True`` runs ``torch.autocast`` over the float32 weights instead (the same
+        arithmetic, but it converts every weight and activation again on every call: about 1.4x slower on a
+        CPU, see docs/performance.md; kept for comparison). ``channels_last`` runs the networks on NHWC
+        activations: faster on CUDA tensor cores and with oneDNN on CPUs (1.25x in fp32 on a CPU, same results).
+        """
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.encoder_name = encoder_name
         self.decoder_metadata = dict(decoder_metadata or {})
+        self.autocast = autocast
+        self.channels_last = channels_last
         self.encoder = encoder.to(self.device).eval().requires_grad_(False)
         self.decoder = decoder.to(self.device).eval().requires_grad_(False)
-        if self.device.type == "cuda":  # NHWC convolutions are faster on tensor cores
+        if self.channels_last:
             self.encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             self.decoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._net_dtype = torch.float32
+        self._run_encoder, self._run_decoder = self.encoder, self.decoder
+        if self.precision != "fp32" and not autocast:
+            self._net_dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+            self._run_encoder = copy.deepcopy(self.encoder).to(self._net_dtype)
+            self._run_decoder = copy.deepcopy(self.decoder).to(self._net_dtype)
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
@@ -171,16 +191,25 @@ class StyleTransfer:
         with torch.autocast(self.device.type, dtype=dtype):
             yield
 
-    def _to_device(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.to(self.device, torch.float32, non_blocking=True)
-        return x.contiguous(memory_format=torch.channels_last) if self.device.type == "cuda" else x
+    def _to_device(self, x: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        x = x.to(self.device, dtype, non_blocking=True)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    @contextlib.contextmanager
+    def _run_precision(self) -> Iterator[None]:
+        """Autocast only where the networks run on float32 weights in reduced precision (``autocast=True``)."""
+        if self._net_dtype != torch.float32:
+            yield
+            return
+        with self._autocast():
+            yield
 
     def _encode4(self, x: torch.Tensor, tile: int | None) -> torch.Tensor:
-        """relu4_1 of (N, 3, H, W) in [0, 1], tiled when the image is larger than ``tile``."""
+        """relu4_1 of (N, 3, H, W) in [0, 1], tiled when the image is larger than ``tile``; in the networks' dtype."""
 
         def enc(img: torch.Tensor) -> torch.Tensor:
-            with self._autocast():
-                return self.encoder(self._to_device(img), last="relu4_1")["relu4_1"]
+            with self._run_precision():
+                return self._run_encoder(self._to_device(img, self._net_dtype), last="relu4_1")["relu4_1"]
 
         if tile and max(x.shape[-2:]) > tile:
             return encode_tiled(enc, x, tile)
@@ -188,8 +217,8 @@ class StyleTransfer:
 
     def _decode(self, t: torch.Tensor, size: tuple[int, int], tile: int | None) -> torch.Tensor:
         def dec(f: torch.Tensor) -> torch.Tensor:
-            with self._autocast():
-                return self.decoder(f)
+            with self._run_precision():
+                return self._run_decoder(self._to_device(f, self._net_dtype))
 
         if tile and max(size) > tile:
             out = decode_tiled(dec, t, size, tile)
@@ -298,8 +327,7 @@ class StyleTransfer:
             feat = self._encode4(net_in, tile).float()
             dev_means, dev_stds = means.to(feat.device), stds.to(feat.device)
             if soft is None:
-                t = AF.alpha_blend(feat, AF.adain_with_stats(feat, dev_means[0].view(1, -1, 1, 1),
-                                                             dev_stds[0].view(1, -1, 1, 1)), alphas[0])  # fmt: skip
+                t = AF.adain_blend(feat, dev_means[0].view(1, -1, 1, 1), dev_stds[0].view(1, -1, 1, 1), alphas[0])
             else:
                 mg = soft if preserve_color == "none" else soft[gi : gi + 1]
                 mf = AF.downsample_masks(self._pad_masks(mg), (feat.shape[-2], feat.shape[-1])).to(feat.device)
@@ -307,14 +335,14 @@ class StyleTransfer:
             outs = [self._decode(t, (h, w), tile)]
             if passes:
                 for i in range(len(regions)):
-                    ti = AF.adain_with_stats(feat, dev_means[i].view(1, -1, 1, 1), dev_stds[i].view(1, -1, 1, 1))
-                    outs.append(self._decode(AF.alpha_blend(feat, ti, alphas[i]), (h, w), tile))
+                    ti = AF.adain_blend(feat, dev_means[i].view(1, -1, 1, 1), dev_stds[i].view(1, -1, 1, 1), alphas[i])
+                    outs.append(self._decode(ti, (h, w), tile))
             if preserve_color == "luminance":
                 outs = [AF.combine_luminance(o, self._to_device(xg)) for o in outs]
             results.append(outs[0].cpu())
             region_passes.append([o.cpu() for o in outs[1:]])
 
-        combined = torch.cat(results)
+        combined = results[0] if len(results) == 1 else torch.cat(results)  # (cat would copy a lone frame)
         if single:
             combined = combined[0]
         if not passes:

@@ -100,6 +100,12 @@ def _corpus_pools(corpus: Path) -> tuple[Pool, Pool]:
         sel = [r for r in rows if r["kind"] == kind]
         if not sel:
             raise InputError(f"{manifest} has no training {kind} images")
+        missing = [r["file"] for r in sel if not (corpus / r["file"]).is_file()]
+        if missing:
+            raise InputError(
+                f"{manifest} lists {len(missing)} {kind} file(s) that are not in {corpus} (first: {missing[0]}): "
+                "the manifest and the images come from different builds; rebuild with scripts/build_corpus.py"
+            )
         w = np.array([_CATEGORY_WEIGHT.get(r["category"], 1.0) for r in sel])
         if kind == "content":
             tex = np.array([r["category"] == "texture" for r in sel])

@@ -1,6 +1,40 @@
-"""AdaIN style transfer for Blender renders: the Blender add-on.
+"""AdaIN Stylize: arbitrary style transfer for Cycles renders, computed by a separate backend process.
 
-The add-on's registration (operators, panels, properties) comes with the add-on issue. Nothing here may
-import ``bpy`` at module level: ``addon.protocol`` and ``addon.client`` are imported by the backend and the
-tests outside Blender.
+Modules without bpy (testable anywhere): ``protocol`` (the wire format, shared with the backend), ``client``
+(ZeroMQ), ``process`` (starting/stopping a local backend), ``frames`` (what a frame asks and how the answer is
+composed), ``cryptomatte`` (soft masks), ``png16``. Blender-facing: ``properties``, ``operators``, ``panels``,
+``render`` (the Cycles hook), ``colour`` (view transform round trip), ``compositor`` (the node group), ``link``.
 """
+
+from __future__ import annotations
+
+_registered: list[type] = []
+
+
+def register() -> None:
+    import bpy  # noqa: PLC0415 - heavy imports inside register(), as Blender recommends
+
+    from . import operators, panels, properties, render  # noqa: PLC0415
+
+    for cls in (*properties.CLASSES, *operators.CLASSES, *panels.CLASSES):
+        bpy.utils.register_class(cls)
+        _registered.append(cls)
+    properties.register_props()
+    render.install()
+    bpy.app.handlers.render_write.append(render.on_render_write)
+    bpy.app.handlers.render_init.append(render.on_render_init)
+
+
+def unregister() -> None:
+    import bpy  # noqa: PLC0415
+
+    from . import link, properties, render  # noqa: PLC0415
+
+    for handlers, fn in ((bpy.app.handlers.render_write, render.on_render_write), (bpy.app.handlers.render_init, render.on_render_init)):
+        if fn in handlers:
+            handlers.remove(fn)
+    render.uninstall()
+    link.shutdown()
+    properties.unregister_props()
+    while _registered:
+        bpy.utils.unregister_class(_registered.pop())

@@ -45,7 +45,7 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from addon.protocol import (
+from .protocol import (
     PROTOCOL_VERSION,
     Cancel,
     ErrorCode,

@@ -47,6 +47,7 @@ class Config:
     log_level: str = "info"
     curve: CurveConfig | None = None
     shutdown_grace_s: float = 30.0  # how long a shutdown waits for the running request
+    identity: bool = False  # serve frames back unchanged, loading no model (tests of colour and transport)
 
     def __post_init__(self) -> None:
         check_endpoint(self.bind)
@@ -131,6 +132,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-size", type=int, default=Config.cache_size, help="styles kept (least recently used go)")
     p.add_argument("--curve-secret", type=Path, help="server secret key file (CurveZMQ); needed for non-loopback binds")
     p.add_argument("--curve-clients", type=Path, help="folder of allowed client public key files")
+    p.add_argument("--identity", action="store_true",
+                   help="test mode: return every frame unchanged and load no model (checks colour round trips)")  # fmt: skip
     p.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
     p.add_argument("--generate-keys", type=Path, metavar="DIR", help="write a key pair into DIR (see --key-name) and exit")
     p.add_argument("--key-name", default="server", help="file name stem for --generate-keys (default server)")
@@ -168,4 +171,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Config | KeygenRequest:
         cache_size=args.cache_size,
         log_level=args.log_level.lower(),
         curve=curve,
+        identity=args.identity,
     )

@@ -119,7 +119,7 @@ class ModelService:
     # ------------------------------------------------------------------------------ lifecycle
     def setup(self) -> None:
         """Load the weights onto the device (once). Raises ConfigError with what to fix."""
-        if self.model is not None:
+        if self.model is not None or self.config.identity:
             return
         c = self.config
         try:
@@ -133,6 +133,9 @@ class ModelService:
 
     def describe(self) -> ModelDescription:
         """Device, precision and weights (for hello; computed once)."""
+        if self._description is None and self.config.identity:
+            ident = ModelInfo("identity", "identity", "0")
+            self._description = ModelDescription(device="cpu", precision="fp32", model=ident)
         if self._description is None:
             info = self._model().info()
             model = ModelInfo(info["encoder"], info["decoder"], info["decoder_iterations"])
@@ -179,6 +182,9 @@ class ModelService:
 
     def _encode_style(self, task: EncodeStyleTask) -> StyleEncoded:
         h, w = task.image.shape[:2]
+        if self.config.identity:  # remember the id only: frames come back unchanged
+            self.styles.put(task.style_id, StyleStats(torch.zeros(0), torch.zeros(0), task.style_id))
+            return StyleEncoded(task.style_id, w, h, cached=False)
         image = torch.from_numpy(np.ascontiguousarray(task.image, dtype=np.float32)).permute(2, 0, 1)
         stats = self._model().encode_style(image)
         self.styles.put(task.style_id, stats)
@@ -187,6 +193,10 @@ class ModelService:
     def _stylize(self, task: StylizeTask) -> StylizeOutput:
         regions = [Region(styles=[self._style(s.id) for s in r.styles], weights=[s.weight for s in r.styles], alpha=r.alpha)
                    for r in task.regions]  # fmt: skip
+        if self.config.identity:
+            frame = np.ascontiguousarray(task.image[..., :3], dtype=np.float32)
+            return StylizeOutput(combined=frame if task.passes.combined else None,
+                                 passes=[frame] * len(regions) if task.passes.regions else [])  # fmt: skip
         content = torch.from_numpy(np.ascontiguousarray(task.image, dtype=np.float32)).permute(2, 0, 1)
         masks = None if task.masks is None else torch.from_numpy(np.ascontiguousarray(task.masks))
         model = self._model()

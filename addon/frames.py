@@ -1,0 +1,190 @@
+"""What a frame asks of the backend, and how the answer is put together (no bpy).
+
+The Blender side gathers a ``FrameJob`` (display-referred pixels, one soft mask per style slot, the slots'
+styles and alphas as evaluated at this frame) and ``stylize_frame`` turns it into a ``FrameResult``:
+
+- one ``stylize`` request per colour-preservation mode in use (usually one): the content is encoded once and
+  decoded once whatever the number of slots, each slot's statistics applied under its own mask;
+- pixels no slot covers keep the render (as do partly covered, anti-aliased edges, in proportion);
+- per-slot passes (each slot's styles over the whole frame) when asked for.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .client import Client, ClientError, Pending
+from .protocol import Passes, RegionSpec, StyleRef, StylizeReply
+
+TARGETS = ("OBJECTS", "MATERIALS", "OTHER")
+PRESERVE = ("none", "coral", "luminance")
+
+
+class FrameError(Exception):
+    """A frame could not be stylized; the message says why and what to do."""
+
+
+class Cancelled(FrameError):
+    pass
+
+
+@dataclass(frozen=True)
+class StyleSource:
+    """A style image: encoded file bytes (``data``) or an (H, W, 3|4) sRGB array; ``key`` names it for caching."""
+
+    key: str
+    data: bytes | None = None
+    pixels: np.ndarray | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class SlotJob:
+    """One style slot at this frame: its name, styles with weights, alpha and colour mode."""
+
+    name: str
+    styles: tuple[tuple[StyleSource, float], ...]
+    alpha: float = 1.0
+    preserve_color: str = "none"
+
+    def __post_init__(self) -> None:
+        if not self.styles:
+            raise FrameError(f"style slot {self.name!r} has no style: add a style image to it or disable it")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise FrameError(f"style slot {self.name!r}: alpha must be within 0..1, got {self.alpha:g}")
+        if self.preserve_color not in PRESERVE:
+            raise FrameError(f"style slot {self.name!r}: colour mode {self.preserve_color!r} is not one of {PRESERVE}")
+
+
+@dataclass(frozen=True, eq=False)
+class FrameJob:
+    """``image``: (H, W, 3|4) float32 display-referred sRGB in [0, 1], rows top to bottom.
+    ``masks``: (S, H, W) float32 soft masks, one per slot (None with a single slot over everything)."""
+
+    image: np.ndarray
+    slots: tuple[SlotJob, ...]
+    masks: np.ndarray | None = None
+    slot_passes: bool = False
+    tile: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 3 or self.image.shape[2] not in (3, 4) or self.image.dtype != np.float32:
+            raise FrameError(f"frame must be (H, W, 3|4) float32, got {self.image.shape} {self.image.dtype}")
+        if not self.slots:
+            raise FrameError("no style slot is enabled: add one in the AdaIN panel (Render properties)")
+        h, w = self.image.shape[:2]
+        if self.masks is None and len(self.slots) != 1:
+            raise FrameError(f"{len(self.slots)} style slots need masks")
+        if self.masks is not None and self.masks.shape != (len(self.slots), h, w):
+            raise FrameError(f"masks are {self.masks.shape}, expected ({len(self.slots)}, {h}, {w})")
+
+
+@dataclass(frozen=True, eq=False)
+class FrameResult:
+    """``combined``: (H, W, 3) float32 display-referred; ``slot_passes``: slot name -> (H, W, 3)."""
+
+    combined: np.ndarray
+    slot_passes: dict[str, np.ndarray]
+    compute_ms: float
+
+
+class StyleIds:
+    """Style ids known to one client, so each style image is sent once per backend connection."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, str] = {}
+
+    def get(self, client: Client, source: StyleSource, size: int) -> str:
+        key = f"{source.key}@{size}"
+        sid = self._ids.get(key)
+        if sid is None:
+            if source.data is not None:
+                sid = client.put_style(source.data, size=size)
+            elif source.pixels is not None:
+                sid = client.put_style(np.ascontiguousarray(source.pixels, np.float32), size=size)
+            else:
+                raise FrameError(f"style {source.key!r} has neither a file nor pixels")
+            self._ids[key] = sid
+        return sid
+
+    def clear(self) -> None:
+        self._ids.clear()
+
+
+def style_source_from_file(path: str | Path) -> StyleSource:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise FrameError(f"cannot read style image {p}: {e.strerror or e}") from e
+    st = p.stat()
+    return StyleSource(key=f"file:{p.resolve()}:{st.st_size}:{st.st_mtime_ns}", data=data)
+
+
+def _wait(pending: Pending[StylizeReply], cancelled: Callable[[], bool]) -> StylizeReply:
+    while True:
+        if cancelled():
+            pending.cancel()
+            raise Cancelled("stylization cancelled")
+        try:
+            return pending.result(timeout=0.1)
+        except ClientError as e:
+            if e.code == "timeout" and not pending.done():
+                continue
+            raise FrameError(f"the backend failed on this frame: {e.message}") from e
+
+
+def stylize_frame(
+    client: Client,
+    ids: StyleIds,
+    job: FrameJob,
+    *,
+    style_size: int = 512,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> FrameResult:
+    """Send the frame (one request per colour mode in use) and compose the answer; see the module docstring."""
+    t0 = time.perf_counter()
+    try:
+        regions = tuple(
+            RegionSpec(tuple(StyleRef(ids.get(client, src, style_size), w) for src, w in slot.styles), slot.alpha)
+            for slot in job.slots
+        )
+    except ClientError as e:
+        raise FrameError(f"the backend refused a style image: {e.message}") from e
+    h, w = job.image.shape[:2]
+    rgb = np.ascontiguousarray(job.image[..., :3])
+    modes = sorted({s.preserve_color for s in job.slots})
+    combined = np.zeros((h, w, 3), np.float32)
+    passes: dict[str, np.ndarray] = {}
+    covered = np.zeros((h, w), np.float32)
+    for mode in modes:
+        pending = client.submit(
+            rgb,
+            regions if job.masks is not None else regions[0],
+            masks=job.masks,
+            preserve_color=mode,
+            passes=Passes(combined=True, regions=job.slot_passes),
+            tile=job.tile,
+            output_dtype="float32",
+        )
+        reply = _wait(pending, cancelled)
+        if reply.combined is None:
+            raise FrameError("the backend sent no combined frame")
+        stylized = np.asarray(reply.combined, np.float32)[..., :3]
+        members = [i for i, s in enumerate(job.slots) if s.preserve_color == mode]
+        if job.masks is None:
+            weight = np.ones((h, w), np.float32)
+        else:
+            weight = np.clip(job.masks[members].sum(axis=0), 0.0, 1.0)
+        combined += stylized * weight[..., None]
+        covered += weight
+        for i in members if job.slot_passes else ():
+            if i < len(reply.passes):
+                passes[job.slots[i].name] = np.asarray(reply.passes[i], np.float32)[..., :3]
+    rest = np.clip(1.0 - covered, 0.0, 1.0)
+    combined += rgb * rest[..., None]
+    return FrameResult(combined, passes, (time.perf_counter() - t0) * 1000.0)

@@ -1,0 +1,67 @@
+"""The one Backend of this Blender session, configured from the preferences or the environment (bpy).
+
+Environment variables win over the preferences (render farms, ``blender -b``):
+``ADAIN_BACKEND`` (address, e.g. tcp://10.0.0.5:5555) and ``ADAIN_BACKEND_COMMAND`` (start a local one with
+this command; ``--bind ADDRESS`` is appended).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from pathlib import Path
+
+import bpy
+
+from .client import ClientCurve
+from .process import Backend, BackendError, BackendSettings
+from .properties import ADDON_ID
+
+_backend: Backend | None = None
+_lock = threading.Lock()
+
+
+def settings() -> BackendSettings:
+    env_endpoint = os.environ.get("ADAIN_BACKEND", "").strip()
+    env_command = os.environ.get("ADAIN_BACKEND_COMMAND", "").strip()
+    addon = bpy.context.preferences.addons.get(ADDON_ID)
+    prefs = addon.preferences if addon is not None else None
+    endpoint = env_endpoint or (prefs.endpoint if prefs else "tcp://127.0.0.1:5555")
+    command: tuple[str, ...] | None = None
+    curve = None
+    if env_command:
+        command = BackendSettings.split_command(env_command)
+    elif env_endpoint:
+        command = None
+    elif prefs is not None and prefs.mode == "LOCAL":
+        command = BackendSettings.split_command(prefs.command)
+        if command and prefs.device != "auto":
+            command = (*command, "--device", prefs.device)
+    elif prefs is not None and prefs.server_public_key and prefs.client_secret_key:
+        try:
+            curve = ClientCurve.from_files(bpy.path.abspath(prefs.server_public_key), bpy.path.abspath(prefs.client_secret_key))
+        except Exception as e:  # noqa: BLE001 - any key file problem is the user's to fix
+            raise BackendError(f"cannot read the CURVE key files: {e}") from e
+    log_file = Path(tempfile.gettempdir()) / "adain-backend.log"
+    return BackendSettings(endpoint=endpoint, command=command, curve=curve, log_file=log_file)
+
+
+def backend() -> Backend:
+    """The session's backend object (not yet connected); re-created when the settings change."""
+    global _backend
+    s = settings()
+    with _lock:
+        if _backend is None or _backend.settings != s:
+            if _backend is not None:
+                _backend.close()
+            _backend = Backend(s)
+        return _backend
+
+
+def shutdown() -> None:
+    global _backend
+    with _lock:
+        if _backend is not None:
+            _backend.close()
+            _backend = None

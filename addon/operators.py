@@ -1,0 +1,205 @@
+"""Operators: thin wrappers that gather inputs, call the bpy-free parts, and report errors (bpy)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import bpy
+from bpy.props import IntProperty, StringProperty
+
+from . import compositor, link
+from .process import BackendError
+
+
+def _settings(context: bpy.types.Context) -> Any:
+    return context.scene.adain
+
+
+def enable_masks(scene: bpy.types.Scene) -> None:
+    """Cryptomatte object and material passes on every view layer (what slot masks are made from)."""
+    for vl in scene.view_layers:
+        vl.use_pass_cryptomatte_object = True
+        vl.use_pass_cryptomatte_material = True
+        vl.pass_cryptomatte_depth = max(vl.pass_cryptomatte_depth, 6)
+
+
+class ADAIN_OT_setup(bpy.types.Operator):
+    """Turn stylization on: Cycles, Cryptomatte masks, and the AdaIN Stylize node group in the compositor"""
+
+    bl_idname = "adain.setup"
+    bl_label = "Set up AdaIN"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        scene = context.scene
+        if scene.render.engine != "CYCLES":
+            scene.render.engine = "CYCLES"
+            self.report({"INFO"}, "Render engine set to Cycles (AdaIN stylizes Cycles renders)")
+        enable_masks(scene)
+        try:
+            compositor.install(scene)
+        except RuntimeError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        st = _settings(context)
+        st.enabled = True
+        if not st.slots:
+            slot = st.slots.add()
+            slot.name, slot.target = "Everything", "OTHER"
+        return {"FINISHED"}
+
+
+class ADAIN_OT_slot_add(bpy.types.Operator):
+    """Add a style slot"""
+
+    bl_idname = "adain.slot_add"
+    bl_label = "Add Style Slot"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        st = _settings(context)
+        slot = st.slots.add()
+        slot.name = f"Slot {len(st.slots)}"
+        slot.target = "MATERIALS" if len(st.slots) > 1 else "OTHER"
+        slot.styles.add()
+        st.active_slot = len(st.slots) - 1
+        enable_masks(context.scene)
+        return {"FINISHED"}
+
+
+class ADAIN_OT_slot_remove(bpy.types.Operator):
+    """Remove this style slot"""
+
+    bl_idname = "adain.slot_remove"
+    bl_label = "Remove Style Slot"
+    bl_options = {"REGISTER", "UNDO"}
+    index: IntProperty()  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        st = _settings(context)
+        if not 0 <= self.index < len(st.slots):
+            self.report({"ERROR"}, f"no style slot {self.index}")
+            return {"CANCELLED"}
+        st.slots.remove(self.index)
+        st.active_slot = min(st.active_slot, max(len(st.slots) - 1, 0))
+        return {"FINISHED"}
+
+
+class ADAIN_OT_item_add(bpy.types.Operator):
+    """Add a style or a target to a slot"""
+
+    bl_idname = "adain.item_add"
+    bl_label = "Add"
+    bl_options = {"REGISTER", "UNDO"}
+    index: IntProperty()  # type: ignore[valid-type]
+    kind: StringProperty(default="styles")  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        slot = _settings(context).slots[self.index]
+        getattr(slot, self.kind).add()
+        return {"FINISHED"}
+
+
+class ADAIN_OT_item_remove(bpy.types.Operator):
+    """Remove a style or a target from a slot"""
+
+    bl_idname = "adain.item_remove"
+    bl_label = "Remove"
+    bl_options = {"REGISTER", "UNDO"}
+    index: IntProperty()  # type: ignore[valid-type]
+    item: IntProperty()  # type: ignore[valid-type]
+    kind: StringProperty(default="styles")  # type: ignore[valid-type]
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        getattr(_settings(context).slots[self.index], self.kind).remove(self.item)
+        return {"FINISHED"}
+
+
+class ADAIN_OT_style_load(bpy.types.Operator):
+    """Load style images from disk into the slot"""
+
+    bl_idname = "adain.style_load"
+    bl_label = "Load Style Images"
+    bl_options = {"REGISTER", "UNDO"}
+    index: IntProperty()  # type: ignore[valid-type]
+    filepath: StringProperty(subtype="FILE_PATH")  # type: ignore[valid-type]
+    directory: StringProperty(subtype="DIR_PATH")  # type: ignore[valid-type]
+    files: bpy.props.CollectionProperty(type=bpy.types.OperatorFileListElement)  # type: ignore[valid-type]
+    filter_image: bpy.props.BoolProperty(default=True, options={"HIDDEN"})  # type: ignore[valid-type]
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        import os  # noqa: PLC0415
+
+        slot = _settings(context).slots[self.index]
+        paths = [os.path.join(self.directory, f.name) for f in self.files if f.name] or [self.filepath]
+        for path in paths:
+            try:
+                img = bpy.data.images.load(path, check_existing=True)
+            except RuntimeError as e:
+                self.report({"ERROR"}, f"cannot load style image {path}: {e}")
+                return {"CANCELLED"}
+            item = next((s for s in slot.styles if s.image is None), None) or slot.styles.add()
+            item.image = img
+        return {"FINISHED"}
+
+
+class ADAIN_OT_backend_check(bpy.types.Operator):
+    """Connect to the backend (starting the local one if configured) and show what it runs on"""
+
+    bl_idname = "adain.backend_check"
+    bl_label = "Check Backend"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            b = link.backend()
+            b.client()
+        except BackendError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"AdaIN backend: {b.describe()}")
+        return {"FINISHED"}
+
+
+class ADAIN_OT_backend_stop(bpy.types.Operator):
+    """Stop the local backend (frees its GPU memory entirely)"""
+
+    bl_idname = "adain.backend_stop"
+    bl_label = "Stop Backend"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        link.shutdown()
+        self.report({"INFO"}, "AdaIN backend stopped")
+        return {"FINISHED"}
+
+
+class ADAIN_OT_backend_release(bpy.types.Operator):
+    """Ask the backend to free the GPU memory it keeps cached"""
+
+    bl_idname = "adain.backend_release"
+    bl_label = "Release GPU Memory"
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            reserved = link.backend().release()
+        except BackendError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"AdaIN backend released memory ({reserved / 2**20:.0f} MiB still reserved)")
+        return {"FINISHED"}
+
+
+CLASSES = (
+    ADAIN_OT_setup,
+    ADAIN_OT_slot_add,
+    ADAIN_OT_slot_remove,
+    ADAIN_OT_item_add,
+    ADAIN_OT_item_remove,
+    ADAIN_OT_style_load,
+    ADAIN_OT_backend_check,
+    ADAIN_OT_backend_stop,
+    ADAIN_OT_backend_release,
+)

@@ -1,0 +1,133 @@
+"""The add-on's settings: preferences (the backend) and per-scene style slots (bpy)."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+
+from .frames import PRESERVE
+
+ADDON_ID = __package__ or "adain_stylize"
+
+TARGET_ITEMS = [
+    ("MATERIALS", "Materials", "Pixels whose surface uses one of the listed materials (Cryptomatte)"),
+    ("OBJECTS", "Objects", "Pixels of the listed objects or of the objects in a collection (Cryptomatte)"),
+    ("OTHER", "Everything else", "Pixels no other slot covers"),
+]
+PRESERVE_ITEMS = [
+    ("none", "Style colours", "Take colours from the style"),
+    ("coral", "Keep colours", "Recolour the style to the render's colours first (CORAL)"),
+    ("luminance", "Luminance only", "Stylize luminance only, keep the render's colour"),
+]
+assert tuple(i[0] for i in PRESERVE_ITEMS) == PRESERVE
+
+
+class ADAIN_AddonPreferences(bpy.types.AddonPreferences):
+    bl_idname = ADDON_ID
+
+    mode: EnumProperty(  # type: ignore[valid-type]
+        name="Backend",
+        items=[
+            ("LOCAL", "Start local backend", "Run the backend as a subprocess of Blender with the command below"),
+            ("REMOTE", "Connect to backend", "Connect to a backend running elsewhere (another machine or a service)"),
+        ],
+        default="LOCAL",
+    )
+    endpoint: StringProperty(name="Address", default="tcp://127.0.0.1:5555")  # type: ignore[valid-type]
+    command: StringProperty(  # type: ignore[valid-type]
+        name="Command",
+        description="How to start the backend: a Python that has the adain backend installed, then -m backend",
+        default="python3 -m backend",
+    )
+    device: EnumProperty(  # type: ignore[valid-type]
+        name="Device", items=[("auto", "Auto", "GPU when there is one"), ("cpu", "CPU", ""), ("cuda", "CUDA GPU", "")]
+    )
+    server_public_key: StringProperty(name="Server public key", subtype="FILE_PATH")  # type: ignore[valid-type]
+    client_secret_key: StringProperty(name="Client secret key", subtype="FILE_PATH")  # type: ignore[valid-type]
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        layout.prop(self, "mode", expand=True)
+        layout.prop(self, "endpoint")
+        if self.mode == "LOCAL":
+            layout.prop(self, "command")
+            layout.prop(self, "device")
+        else:
+            layout.prop(self, "server_public_key")
+            layout.prop(self, "client_secret_key")
+        row = layout.row()
+        row.operator("adain.backend_check", icon="CHECKMARK")
+        row.operator("adain.backend_stop", icon="CANCEL")
+        row.operator("adain.backend_release", icon="TRASH")
+        if os.environ.get("ADAIN_BACKEND") or os.environ.get("ADAIN_BACKEND_COMMAND"):
+            layout.label(text="ADAIN_BACKEND / ADAIN_BACKEND_COMMAND are set and override these settings", icon="INFO")
+
+
+class ADAIN_StyleItem(bpy.types.PropertyGroup):
+    image: PointerProperty(name="Style", type=bpy.types.Image)  # type: ignore[valid-type]
+    weight: FloatProperty(name="Weight", default=1.0, min=0.0, soft_max=10.0)  # type: ignore[valid-type]
+
+
+class ADAIN_TargetItem(bpy.types.PropertyGroup):
+    object: PointerProperty(name="Object", type=bpy.types.Object)  # type: ignore[valid-type]
+    material: PointerProperty(name="Material", type=bpy.types.Material)  # type: ignore[valid-type]
+    collection: PointerProperty(name="Collection", type=bpy.types.Collection)  # type: ignore[valid-type]
+
+
+class ADAIN_StyleSlot(bpy.types.PropertyGroup):
+    name: StringProperty(name="Name", default="Slot")  # type: ignore[valid-type]
+    enabled: BoolProperty(name="Enabled", default=True)  # type: ignore[valid-type]
+    target: EnumProperty(name="Target", items=TARGET_ITEMS, default="OTHER")  # type: ignore[valid-type]
+    targets: CollectionProperty(type=ADAIN_TargetItem)  # type: ignore[valid-type]
+    styles: CollectionProperty(type=ADAIN_StyleItem)  # type: ignore[valid-type]
+    alpha: FloatProperty(  # type: ignore[valid-type]
+        name="Alpha", description="Style strength (0: the render, 1: fully stylized); keyframable",
+        default=1.0, min=0.0, max=1.0, subtype="FACTOR",
+    )  # fmt: skip
+    preserve_color: EnumProperty(name="Colour", items=PRESERVE_ITEMS, default="none")  # type: ignore[valid-type]
+
+
+class ADAIN_SceneSettings(bpy.types.PropertyGroup):
+    enabled: BoolProperty(  # type: ignore[valid-type]
+        name="Stylize renders", description="Stylize every Cycles render of this scene (F12, Ctrl-F12, blender -b)",
+        default=False,
+    )  # fmt: skip
+    alpha: FloatProperty(  # type: ignore[valid-type]
+        name="Global alpha", description="Multiplies every slot's alpha; keyframable", default=1.0, min=0.0, max=1.0,
+        subtype="FACTOR",
+    )  # fmt: skip
+    slots: CollectionProperty(type=ADAIN_StyleSlot)  # type: ignore[valid-type]
+    active_slot: IntProperty(default=0)  # type: ignore[valid-type]
+    slot_passes: BoolProperty(  # type: ignore[valid-type]
+        name="Per-slot passes", description="Also write each slot's styles over the whole frame as passes 'AdaIN <slot>'",
+        default=False,
+    )  # fmt: skip
+    style_size: IntProperty(  # type: ignore[valid-type]
+        name="Style size", description="Shorter side of the style images, in pixels (style scale)", default=512,
+        min=64, max=2048,
+    )  # fmt: skip
+    tile: IntProperty(  # type: ignore[valid-type]
+        name="Tile", description="Process large frames in tiles of this size (0: whole frame)", default=0, min=0, max=8192
+    )
+    last_status: StringProperty(name="Status", default="")  # type: ignore[valid-type]
+
+
+CLASSES = (ADAIN_AddonPreferences, ADAIN_StyleItem, ADAIN_TargetItem, ADAIN_StyleSlot, ADAIN_SceneSettings)
+
+
+def register_props() -> None:
+    bpy.types.Scene.adain = PointerProperty(type=ADAIN_SceneSettings)
+
+
+def unregister_props() -> None:
+    del bpy.types.Scene.adain

@@ -1,0 +1,347 @@
+"""Stylization inside Cycles renders: F12, Ctrl-F12 and ``blender -b -a`` alike, no timers (bpy).
+
+The add-on wraps three methods of Cycles' RenderEngine class while it is enabled:
+
+- ``update_render_passes`` also registers the pass "AdaIN" (and "AdaIN <slot>" per slot when asked), so the
+  Render Layers node has the sockets and multilayer EXRs carry them;
+- ``render`` remembers the evaluated scene (slot alphas as keyframed at this frame);
+- ``render_frame_finish``, after Cycles has written its passes, reads Combined and the Cryptomatte passes,
+  sends the frame to the backend and writes the result into the "AdaIN" pass(es) — before the compositor
+  runs, so the "AdaIN Stylize" node group and any node after it see the stylized frame.
+
+When stylization fails (backend down, bad style), the "AdaIN" pass gets the plain render, the error is
+reported, and in animations the written frame is renamed ``*.unstylized.*`` so that re-running the animation
+(with Output > Overwrite off) renders exactly the frames that are missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+
+from . import colour, cryptomatte
+from .frames import Cancelled, FrameError, FrameJob, SlotJob, StyleIds, StyleSource, stylize_frame, style_source_from_file
+from .process import BackendError
+
+log = logging.getLogger("adain.render")
+PASS = "AdaIN"
+
+
+@dataclass
+class RenderStatus:
+    """What the last frames did, for the panel and for tests."""
+
+    frame: int | None = None
+    ok: bool = True
+    message: str = ""
+    failed_frames: set[int] = field(default_factory=set)
+    stylized_frames: list[int] = field(default_factory=list)
+
+
+STATUS = RenderStatus()
+_ids = StyleIds()
+_ids_client: object | None = None
+_originals: dict[str, Callable[..., Any]] = {}
+
+
+def slot_pass_name(slot_name: str) -> str:
+    return f"{PASS} {slot_name}"
+
+
+# ------------------------------------------------------------------------------------ install
+def install() -> None:
+    """Wrap Cycles' engine methods (idempotent). Raises RuntimeError if Cycles is not available."""
+    try:
+        import cycles  # noqa: PLC0415 - Blender's bundled add-on, present only inside Blender
+    except ImportError as e:
+        raise RuntimeError("the Cycles add-on is not available: AdaIN stylizes Cycles renders") from e
+    cls = cycles.CyclesRender
+    if getattr(cls, "_adain_wrapped", False):
+        return
+    for name in ("render", "render_frame_finish", "update_render_passes"):
+        _originals[name] = getattr(cls, name)
+    cls.render = _render
+    cls.render_frame_finish = _render_frame_finish
+    cls.update_render_passes = _update_render_passes
+    cls._adain_wrapped = True
+
+
+def uninstall() -> None:
+    try:
+        import cycles  # noqa: PLC0415
+    except ImportError:
+        return
+    cls = cycles.CyclesRender
+    if not getattr(cls, "_adain_wrapped", False):
+        return
+    for name, fn in _originals.items():
+        setattr(cls, name, fn)
+    cls._adain_wrapped = False
+    _originals.clear()
+
+
+# --------------------------------------------------------------------------------- the wrappers
+def _render(self: Any, depsgraph: bpy.types.Depsgraph) -> None:
+    # The evaluated scene (keyframed alphas at this frame) is gone by render_frame_finish: read it now.
+    self._adain_snapshot = None
+    if not self.is_preview:
+        scene = depsgraph.scene_eval
+        try:
+            self._adain_snapshot = snapshot(scene) if hasattr(scene, "adain") else None
+        except FrameError as e:
+            self._adain_snapshot = Snapshot(scene.frame_current, True, colour.View.of(scene), error=str(e))
+    _originals["render"](self, depsgraph)
+
+
+def _update_render_passes(self: Any, scene: bpy.types.Scene | None = None, renderlayer: Any = None) -> None:
+    _originals["update_render_passes"](self, scene, renderlayer)
+    if scene is None or not hasattr(scene, "adain"):
+        return
+    self.register_pass(scene, renderlayer, PASS, 4, "RGBA", "COLOR")
+    if scene.adain.slot_passes:
+        for slot in scene.adain.slots:
+            if slot.enabled:
+                self.register_pass(scene, renderlayer, slot_pass_name(slot.name), 4, "RGBA", "COLOR")
+
+
+def _render_frame_finish(self: Any) -> None:
+    _originals["render_frame_finish"](self)
+    snap = getattr(self, "_adain_snapshot", None)
+    if snap is None or self.is_preview:
+        return
+    try:
+        process_result(self, snap)
+    except Exception as e:  # noqa: BLE001 - a failed frame must never take the render down
+        log.exception("AdaIN failed")
+        _fail(self, snap.frame, f"AdaIN: internal error ({type(e).__name__}: {e})")
+
+
+# ------------------------------------------------------------------------------ frame handling
+def _pass_array(layer: Any, name: str, w: int, h: int) -> np.ndarray | None:
+    p = layer.passes.find_by_name(name, "")
+    if p is None:
+        return None
+    arr = np.empty(w * h * p.channels, np.float32)
+    p.rect.foreach_get(arr)
+    return arr.reshape(h, w, p.channels)
+
+
+def _crypto(layer: Any, kind: str, w: int, h: int) -> list[np.ndarray]:
+    out = []
+    for i in range(16):
+        a = _pass_array(layer, f"Crypto{kind}{i:02d}", w, h)
+        if a is None:
+            break
+        out.append(a)
+    return out
+
+
+def _target_names(slot: Any) -> set[str]:
+    names: set[str] = set()
+    for t in slot.targets:
+        if slot.target == "MATERIALS" and t.material is not None:
+            names.add(t.material.name)
+        elif slot.target == "OBJECTS":
+            if t.object is not None:
+                names.add(t.object.name)
+            if t.collection is not None:
+                names.update(o.name for o in t.collection.all_objects)
+    return names
+
+
+def _style_source(img: bpy.types.Image) -> StyleSource:
+    if img.packed_file is not None:
+        data = bytes(img.packed_file.data)
+        return StyleSource(key=f"packed:{img.name}:{len(data)}:{hash(data)}", data=data)
+    path = bpy.path.abspath(img.filepath) if img.filepath else ""
+    if path and os.path.isfile(path):
+        return style_source_from_file(path)
+    w, h = img.size
+    if w * h == 0:
+        raise FrameError(f"style image {img.name!r} has no pixels (missing file {img.filepath!r}?)")
+    px = np.empty(w * h * 4, np.float32)
+    img.pixels.foreach_get(px)
+    px = px.reshape(h, w, 4)[::-1]
+    if img.is_float:  # float buffers are scene-linear: encode to sRGB like a display would
+        rgb = np.clip(px[..., :3], 0.0, 1.0)
+        px = px.copy()
+        px[..., :3] = np.where(rgb <= 0.0031308, rgb * 12.92, 1.055 * rgb ** (1 / 2.4) - 0.055)
+    return StyleSource(key=f"pixels:{img.name}:{w}x{h}:{hash(px.tobytes())}", pixels=np.ascontiguousarray(px))
+
+
+@dataclass(frozen=True)
+class SlotSnapshot:
+    job: SlotJob
+    target: str  # OBJECTS, MATERIALS or OTHER
+    names: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything a frame needs from the scene, read while the evaluated scene exists."""
+
+    frame: int
+    enabled: bool
+    view: colour.View
+    slots: tuple[SlotSnapshot, ...] = ()
+    slot_passes: bool = False
+    style_size: int = 512
+    tile: int | None = None
+    error: str = ""
+
+
+def snapshot(scene: bpy.types.Scene) -> Snapshot:
+    st = scene.adain
+    view = colour.View.of(scene)
+    if not st.enabled:
+        return Snapshot(scene.frame_current, False, view)
+    slots = []
+    for slot in st.slots:
+        if not slot.enabled:
+            continue
+        styles = tuple((_style_source(s.image), float(s.weight)) for s in slot.styles if s.image is not None and s.weight > 0)
+        if not styles:
+            raise FrameError(f"style slot {slot.name!r} has no style image with a weight above 0: add one or disable it")
+        job = SlotJob(slot.name, styles, float(np.clip(slot.alpha * st.alpha, 0.0, 1.0)), slot.preserve_color)
+        names = frozenset(_target_names(slot))
+        if slot.target != "OTHER" and not names:
+            raise FrameError(f"style slot {slot.name!r} lists no {slot.target.lower()}: add some or disable the slot")
+        slots.append(SlotSnapshot(job, slot.target, names))
+    if not slots:
+        raise FrameError("AdaIN is on but no style slot is enabled: add a slot in Render properties > AdaIN Stylize")
+    return Snapshot(scene.frame_current, True, view, tuple(slots), bool(st.slot_passes), int(st.style_size), st.tile or None)
+
+
+def build_job(snap: Snapshot, layer: Any, display: np.ndarray, w: int, h: int) -> FrameJob:
+    """The frame's request: slots and their soft masks from Cryptomatte, rows top to bottom."""
+    crypto: dict[str, list[np.ndarray]] = {}
+    masks: list[np.ndarray | None] = []
+    others = 0
+    for slot in snap.slots:
+        if slot.target == "OTHER":
+            others += 1
+            masks.append(None)
+            continue
+        kind = "Material" if slot.target == "MATERIALS" else "Object"
+        if kind not in crypto:
+            crypto[kind] = _crypto(layer, kind, w, h)
+            if not crypto[kind]:
+                raise FrameError(
+                    f"slot {slot.job.name!r} targets {slot.target.lower()} but the view layer has no Cryptomatte {kind} "
+                    f"pass: press 'Set up AdaIN' in the AdaIN panel (or enable View Layer > Passes > Cryptomatte > {kind})"
+                )
+        masks.append(cryptomatte.coverage(crypto[kind], slot.names)[::-1])
+    mask_arr = None
+    if len(snap.slots) > 1 or others == 0:
+        covered = np.zeros((h, w), np.float32)
+        for m in masks:
+            if m is not None:
+                covered += m
+        rest = np.clip(1.0 - covered, 0.0, 1.0) / max(others, 1)
+        mask_arr = np.stack([rest if m is None else m for m in masks]).astype(np.float32)
+    image = np.ascontiguousarray(display[::-1, :, :3])
+    return FrameJob(image, tuple(s.job for s in snap.slots), mask_arr, snap.slot_passes, snap.tile)
+
+
+def _write_passes(engine: Any, layer_name: str, w: int, h: int, passes: dict[str, np.ndarray]) -> None:
+    result = engine.begin_result(0, 0, w, h, layer=layer_name)
+    try:
+        layer = result.layers[0]
+        for name, arr in passes.items():
+            p = layer.passes.find_by_name(name, "")
+            if p is not None:
+                p.rect.foreach_set(np.ascontiguousarray(arr, np.float32).ravel())
+    finally:
+        engine.end_result(result)
+
+
+def process_result(engine: Any, snap: Snapshot) -> None:
+    from . import link  # noqa: PLC0415 - reads the preferences; imported late to keep this module light
+
+    global _ids_client
+    frame = snap.frame
+    result = engine.get_result()
+    w, h = result.resolution_x, result.resolution_y
+    for layer in result.layers:
+        combined = _pass_array(layer, "Combined", w, h)
+        if combined is None or layer.passes.find_by_name(PASS, "") is None:
+            continue
+        plain = {PASS: combined}
+        if not snap.enabled:
+            _write_passes(engine, layer.name, w, h, plain)
+            continue
+        t0 = time.perf_counter()
+        try:
+            if snap.error:
+                raise FrameError(snap.error)
+            engine.update_stats("", f"AdaIN: stylizing frame {frame} ({layer.name})")
+            display = colour.to_display(snap.view, combined)
+            job = build_job(snap, layer, display, w, h)
+            client = link.backend().client()
+            if client is not _ids_client:
+                _ids.clear()
+                _ids_client = client
+            out = stylize_frame(client, _ids, job, style_size=snap.style_size, cancelled=engine.test_break)
+            lin = colour.to_linear(snap.view, out.combined[::-1])
+            lin[..., 3] = combined[..., 3]
+            passes = {PASS: lin}
+            for name, arr in out.slot_passes.items():
+                p = colour.to_linear(snap.view, arr[::-1])
+                p[..., 3] = combined[..., 3]
+                passes[slot_pass_name(name)] = p
+            _write_passes(engine, layer.name, w, h, passes)
+        except Cancelled:
+            _write_passes(engine, layer.name, w, h, plain)
+            _fail(engine, frame, "AdaIN: stylization cancelled; this frame keeps the plain render")
+            return
+        except (FrameError, BackendError) as e:
+            _write_passes(engine, layer.name, w, h, plain)
+            _fail(engine, frame, f"AdaIN: frame {frame} not stylized, the plain render is kept: {e}")
+            return
+        msg = f"AdaIN: frame {frame} stylized in {time.perf_counter() - t0:.1f} s"
+        for warning in colour.check_view(snap.view):
+            msg += f" (warning: {warning})"
+        STATUS.frame, STATUS.ok, STATUS.message = frame, True, msg
+        STATUS.stylized_frames.append(frame)
+        STATUS.failed_frames.discard(frame)
+        engine.update_stats("", msg)
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _fail(engine: Any, frame: int, message: str) -> None:
+    STATUS.frame, STATUS.ok, STATUS.message = frame, False, message
+    STATUS.failed_frames.add(frame)
+    print(message, file=sys.stderr, flush=True)
+    try:
+        engine.report({"ERROR"}, message)
+    except Exception:  # noqa: BLE001, S110 - reporting must not fail the frame
+        pass
+
+
+# ----------------------------------------------------------------------------- frame files
+@bpy.app.handlers.persistent
+def on_render_write(scene: bpy.types.Scene, *_: Any) -> None:
+    """An animation frame that was not stylized is renamed *.unstylized.* so a re-run renders it again."""
+    frame = scene.frame_current
+    if frame not in STATUS.failed_frames or not getattr(scene, "adain", None) or not scene.adain.enabled:
+        return
+    path = Path(scene.render.frame_path(frame=frame))
+    if path.is_file():
+        target = path.with_name(f"{path.stem}.unstylized{path.suffix}")
+        os.replace(path, target)
+        print(f"AdaIN: frame {frame} was not stylized; kept as {target.name} so a re-run renders it", file=sys.stderr)
+
+
+@bpy.app.handlers.persistent
+def on_render_init(scene: bpy.types.Scene, *_: Any) -> None:
+    STATUS.failed_frames.clear()
+    STATUS.stylized_frames.clear()

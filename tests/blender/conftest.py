@@ -1,0 +1,97 @@
+"""Fixtures for the tests that run real Blender (bpy from PyPI).
+
+Run them with a bpy environment made by ``bash scripts/setup_blender.sh``:
+
+    .venv-bpy45/bin/python -m pytest tests/blender
+    .venv-bpy50/bin/python -m pytest tests/blender
+
+``tests/blender/pytest.ini`` makes this folder its own pytest root for such a run, so ``tests/conftest.py``
+(torch, the backend) is not loaded into the bpy environments. Under the dev venv (no bpy) the whole folder
+is skipped.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib.util
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+# --- bpy availability --------------------------------------------------------------------------------------
+# Before bpy is first imported in this process, point Blender's user folders at a throw-away folder, so no
+# test reads or writes the developer's own Blender preferences, add-ons or extensions.
+if importlib.util.find_spec("bpy") is not None and "BLENDER_USER_RESOURCES" not in os.environ:
+    _user_resources = tempfile.mkdtemp(prefix="adain-bpy-user-")
+    atexit.register(shutil.rmtree, _user_resources, ignore_errors=True)
+    os.environ["BLENDER_USER_RESOURCES"] = _user_resources
+
+try:
+    import bpy  # noqa: F401
+except ImportError as exc:
+    NO_BPY: str | None = (
+        f"needs bpy, Blender as a Python module ({exc}): run `bash scripts/setup_blender.sh`, then "
+        "`.venv-bpy45/bin/python -m pytest tests/blender` (and .venv-bpy50)"
+    )
+else:
+    NO_BPY = None
+
+
+class _SkippedModule(pytest.Module):
+    """A test module of this folder collected without bpy: reported as skipped, never imported (its
+    module-level ``import bpy`` would fail)."""
+
+    def collect(self) -> list[pytest.Item | pytest.Collector]:
+        pytest.skip(NO_BPY or "", allow_module_level=True)
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> pytest.Module | None:
+    # Works the same whether pytest was pointed at this folder (an initial conftest, where a module-level
+    # pytest.importorskip would abort the whole run) or found it under tests/.
+    return _SkippedModule.from_parent(parent, path=module_path) if NO_BPY else None
+
+
+# --- packaging: the built add-on zip and an isolated Blender for a subprocess ---------------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO / "scripts" / "build_addon.py"
+WHEEL_CACHE = REPO / "build" / "wheels"  # shared with scripts/build_addon.py's default: downloads happen once
+ADDON_MODULE = "bl_ext.user_default.adain_stylize"  # the add-on's module once installed into the "user_default" repo
+
+# Variables that would send a subprocess's Blender to other user folders than BLENDER_USER_RESOURCES.
+_BLENDER_USER_VARS = ("BLENDER_USER_CONFIG", "BLENDER_USER_SCRIPTS", "BLENDER_USER_EXTENSIONS", "BLENDER_USER_DATAFILES")
+
+
+def blender_platform() -> str:
+    """This machine as Blender names platforms in extension manifests (``linux-x64``, ``macos-arm64``, ...)."""
+    system = {"darwin": "macos"}.get(platform.system().lower(), platform.system().lower())
+    machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(platform.machine().lower(), platform.machine().lower())
+    return f"{system}-{machine}"
+
+
+@pytest.fixture(scope="session")
+def addon_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The installable zip built from the real ``addon/`` tree by scripts/build_addon.py, for this platform only
+    (the wheels come from build/wheels/, downloaded there on first use)."""
+    out = tmp_path_factory.mktemp("addon-zip")
+    cmd = [sys.executable, str(BUILD_SCRIPT), "--output", str(out), "--platforms", blender_platform()]
+    proc = subprocess.run([*cmd, "--wheel-cache", str(WHEEL_CACHE)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"build_addon.py failed:\n{proc.stderr}"
+    zip_path = Path(proc.stdout.strip().splitlines()[-1])
+    assert zip_path.is_file()
+    return zip_path
+
+
+@pytest.fixture
+def blender_env(tmp_path: Path) -> dict[str, str]:
+    """Environment for a fresh ``sys.executable`` subprocess that imports bpy: Blender's user folders
+    (config, scripts, extensions and their site-packages) all lie in a new temporary folder."""
+    env = {k: v for k, v in os.environ.items() if k not in _BLENDER_USER_VARS}
+    env["BLENDER_USER_RESOURCES"] = str(tmp_path / "blender-user")
+    return env

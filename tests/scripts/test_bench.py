@@ -1,0 +1,71 @@
+"""scripts/bench.py --quick: every row is measured and reported; the JSON is complete. Timings are never asserted."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> tuple[dict, str]:
+    out = tmp_path_factory.mktemp("bench") / "bench.json"
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--json", str(out)],
+                          capture_output=True, text=True, timeout=180, cwd=SCRIPT.parents[1])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_every_path_has_a_row(quick):
+    doc, _ = quick
+    paths = [r["path"] for r in doc["rows"]]
+    assert paths[0].startswith("baseline") and paths[1].startswith("ours")
+    for expected in ("1 region (label map)", "4 regions (label map)", "8 regions (label map)", "e2e tcp float32 RGBA",
+                     "e2e tcp float16 RGBA"):  # fmt: skip
+        assert expected in paths
+    assert {(r["device"], r["width"], r["height"]) for r in doc["rows"]} == {("cpu", 64, 64)}
+    assert doc["interrupted"] is False and doc["machine"]["cpu"]
+
+
+def test_ratios_times_and_memory_are_sane(quick):
+    doc, _ = quick
+    for r in doc["rows"]:
+        assert len(r["times"]) == 1 and all(t > 0 for t in r["times"])
+        for key in ("seconds", "fps", "ratio"):
+            assert math.isfinite(r[key]) and r[key] > 0, (r["path"], key, r[key])
+        assert r["peak_mem_bytes"] >= 0 and r["mem_kind"]
+    base = doc["rows"][0]
+    assert base["ratio"] == pytest.approx(1.0)
+    regions = [r for r in doc["rows"] if "region" in r["path"]]
+    assert all(math.isfinite(r["extra"]["vs_1_region"]) for r in regions)
+    e2e = [r for r in doc["rows"] if r["path"].startswith("e2e")]
+    assert all(r["extra"]["backend_compute_s"] > 0 and math.isfinite(r["extra"]["overhead"]) for r in e2e)
+
+
+def test_table_and_targets_are_printed(quick):
+    doc, stdout = quick
+    assert stdout.startswith("| device | size | path | ms/frame | fps | × baseline | peak memory | note |")
+    assert stdout.count("| cpu | 64×64 |") == len(doc["rows"])
+    assert any("8 regions <= 1.2x one region" in t["target"] for t in doc["targets"])
+
+
+def test_size_parsing():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("adain_scripts_bench", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    assert bench.parse_size("512") == (512, 512)
+    assert bench.parse_size("1920x1080") == bench.parse_size("1080p") == (1920, 1080)
+    assert bench.parse_size("4K") == (3840, 2160)
+    with pytest.raises(Exception, match="use N, WxH"):
+        bench.parse_size("big")
+    assert bench.band_labels(10, 3, 4).unique().tolist() == [0, 1, 2, 3]

@@ -1,0 +1,161 @@
+"""scripts/build_addon.py without network: a wheel cache of stand-in wheels, the real add-on tree and manifest."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "build_addon.py"
+
+# Real file names of the pinned wheels on PyPI (pyzmq 27.3.0, msgpack 1.2.4), per Blender platform.
+REAL_WHEELS = {
+    "linux-x64": [
+        "pyzmq-27.3.0-cp311-cp311-manylinux_2_26_x86_64.manylinux_2_28_x86_64.whl",
+        "msgpack-1.2.4-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.manylinux_2_28_x86_64.whl",
+    ],
+    "linux-arm64": [
+        "pyzmq-27.3.0-cp311-cp311-manylinux_2_26_aarch64.manylinux_2_28_aarch64.whl",
+        "msgpack-1.2.4-cp311-cp311-manylinux2014_aarch64.manylinux_2_17_aarch64.manylinux_2_28_aarch64.whl",
+    ],
+    "macos-x64": ["pyzmq-27.3.0-cp311-cp311-macosx_10_15_universal2.whl", "msgpack-1.2.4-cp311-cp311-macosx_10_9_x86_64.whl"],
+    "macos-arm64": ["pyzmq-27.3.0-cp311-cp311-macosx_10_15_universal2.whl", "msgpack-1.2.4-cp311-cp311-macosx_11_0_arm64.whl"],
+    "windows-x64": ["pyzmq-27.3.0-cp311-cp311-win_amd64.whl", "msgpack-1.2.4-cp311-cp311-win_amd64.whl"],
+    "windows-arm64": ["pyzmq-27.3.0-cp311-cp311-win_arm64.whl", "msgpack-1.2.4-cp311-cp311-win_arm64.whl"],
+}
+
+
+@pytest.fixture(scope="module")
+def ba() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("adain_scripts_build_addon", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Path:
+    """A wheel cache laid out as the script leaves it, with small valid zips under the real wheel names."""
+    root = tmp_path / "wheels"
+    for platform, names in REAL_WHEELS.items():
+        (root / platform).mkdir(parents=True)
+        for name in names:
+            with zipfile.ZipFile(root / platform / name, "w") as zf:
+                zf.writestr(f"{name.split('-')[0]}/__init__.py", "")
+    return root
+
+
+def _manifest(zip_path: Path) -> dict:
+    with zipfile.ZipFile(zip_path) as zf:
+        return tomllib.loads(zf.read("blender_manifest.toml").decode())
+
+
+def test_pins_satisfy_the_project_dependencies(ba: ModuleType) -> None:
+    from packaging.requirements import Requirement
+
+    deps = {r.name: r for r in map(Requirement, tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])}
+    assert set(ba.WHEELS) == {"pyzmq", "msgpack"}
+    for name, version in ba.WHEELS.items():
+        assert deps[name].specifier.contains(version), (name, version, str(deps[name]))
+
+
+@pytest.mark.parametrize("platform", list(REAL_WHEELS))
+def test_wheel_platform_tags(ba: ModuleType, platform: str) -> None:
+    for name in REAL_WHEELS[platform]:
+        assert platform in ba.blender_platforms_of_wheel(name)
+    assert ba.blender_platforms_of_wheel("pyzmq-27.3.0-cp311-cp311-macosx_10_15_universal2.whl") == {"macos-x64", "macos-arm64"}
+    assert ba.blender_platforms_of_wheel("msgpack-1.2.4-py3-none-any.whl") == set(ba.PLATFORMS)
+
+
+def test_repo_manifest_is_valid_and_leaves_wheels_to_the_build(ba: ModuleType) -> None:
+    data = tomllib.loads((REPO / "addon" / "blender_manifest.toml").read_text())
+    assert ba.check_manifest(data) == []
+    assert data["id"] == "adain_stylize" and data["version"] == "0.1.0" and data["license"] == ["SPDX:MIT"]
+    assert "wheels" not in data and "platforms" not in data
+
+
+def test_manifest_problems_are_named(ba: ModuleType) -> None:
+    data = tomllib.loads((REPO / "addon" / "blender_manifest.toml").read_text())
+    bad = {**data, "tagline": "x" * 65, "permissions": {"network": "Talks to the backend."}}
+    problems = ba.check_manifest(bad)
+    assert any("tagline" in p and "65" in p for p in problems)
+    assert any("permissions.network" in p and "punctuation" in p for p in problems)
+    with pytest.raises(ba.BuildError, match="wheels"):
+        ba.render_manifest('schema_version = "1.0.0"\nwheels = []\n', ["linux-x64"], [])
+
+
+def test_build_every_platform(ba: ModuleType, cache: Path, tmp_path: Path) -> None:
+    zip_path = ba.build(tmp_path / "out", list(ba.PLATFORMS), cache, log=lambda _: None)
+    assert zip_path.name == "adain_stylize-0.1.0.zip"
+    data = _manifest(zip_path)
+    assert data["platforms"] == list(ba.PLATFORMS)
+    expected = sorted({n for names in REAL_WHEELS.values() for n in names})  # the universal2 pyzmq once
+    assert sorted(data["wheels"]) == [f"./wheels/{n}" for n in expected]
+    with zipfile.ZipFile(zip_path) as zf:
+        names = set(zf.namelist())
+    assert {p.name for p in (REPO / "addon").glob("*.py")} <= names
+    assert {f"wheels/{n}" for n in expected} <= names
+    assert ba.self_check(zip_path, list(ba.PLATFORMS)) == []
+
+
+def test_build_subset_excludes_junk_and_is_reproducible(ba: ModuleType, cache: Path, tmp_path: Path) -> None:
+    addon = tmp_path / "addon"
+    shutil.copytree(REPO / "addon", addon, ignore=shutil.ignore_patterns("__pycache__"))
+    (addon / "ui").mkdir()
+    (addon / "ui" / "__init__.py").write_text("X = 1\n")
+    for junk in ("__pycache__/client.cpython-311.pyc", "tests/test_x.py", ".hidden.py", "ui/__pycache__/a.pyc", "test_y.py"):
+        (addon / junk).parent.mkdir(parents=True, exist_ok=True)
+        (addon / junk).write_text("")
+    first = ba.build(tmp_path / "a", ["linux-x64"], cache, addon_dir=addon, log=lambda _: None)
+    second = ba.build(tmp_path / "b", ["linux-x64"], cache, addon_dir=addon, log=lambda _: None)
+    assert first.name == "adain_stylize-0.1.0-linux_x64.zip"
+    assert first.read_bytes() == second.read_bytes()
+    with zipfile.ZipFile(first) as zf:
+        names = set(zf.namelist())
+    assert "ui/__init__.py" in names
+    assert not any("__pycache__" in n or "test" in n or n.startswith(".") for n in names)
+    assert _manifest(first)["platforms"] == ["linux-x64"]
+    assert sorted(_manifest(first)["wheels"]) == sorted(f"./wheels/{n}" for n in REAL_WHEELS["linux-x64"])
+
+
+def test_broken_python_file_fails_the_check(ba: ModuleType, cache: Path, tmp_path: Path) -> None:
+    addon = tmp_path / "addon"
+    shutil.copytree(REPO / "addon", addon, ignore=shutil.ignore_patterns("__pycache__"))
+    (addon / "broken.py").write_text("def f(:\n")
+    with pytest.raises(ba.BuildError, match=r"broken\.py does not compile"):
+        ba.build(tmp_path / "out", ["linux-x64"], cache, addon_dir=addon, log=lambda _: None)
+    assert not list((tmp_path / "out").glob("*.zip"))
+
+
+def test_corrupt_cached_wheel_is_named(ba: ModuleType, cache: Path, tmp_path: Path) -> None:
+    (cache / "windows-x64" / REAL_WHEELS["windows-x64"][0]).write_bytes(b"not a zip")
+    with pytest.raises(ba.BuildError, match="not a readable wheel"):
+        ba.build(tmp_path / "out", ["windows-x64"], cache, log=lambda _: None)
+
+
+def test_failed_download_is_one_clear_error(
+    ba: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Real pip with no index and nothing to find, as on a machine without network.
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path))
+    code = ba.main(["--output", str(tmp_path / "out"), "--platforms", "linux-arm64", "--wheel-cache", str(tmp_path / "c")])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "error: pip download of pyzmq==27.3.0 msgpack==1.2.4 for linux-arm64 failed" in err
+    assert "access to PyPI" in err
+    assert not list((tmp_path / "c").rglob("*.whl"))
+
+
+def test_unknown_platform(ba: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    assert ba.main(["--platforms", "linux-x64,amiga-m68k"]) == 2
+    assert "unknown platform 'amiga-m68k'" in capsys.readouterr().err
