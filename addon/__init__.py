@@ -12,27 +12,25 @@ _registered: list[type] = []
 
 
 def register() -> None:
-    import bpy  # noqa: PLC0415 - heavy imports inside register(), as Blender recommends
+    import bpy
 
-    from . import operators, panels, properties, render  # noqa: PLC0415
+    from . import operators, panels, properties, render
 
     for cls in (*properties.CLASSES, *operators.CLASSES, *panels.CLASSES):
         bpy.utils.register_class(cls)
         _registered.append(cls)
     properties.register_props()
     render.install()
-    bpy.app.handlers.render_write.append(render.on_render_write)
     bpy.app.handlers.render_init.append(render.on_render_init)
 
 
 def unregister() -> None:
-    import bpy  # noqa: PLC0415
+    import bpy
 
-    from . import link, properties, render  # noqa: PLC0415
+    from . import link, properties, render
 
-    for handlers, fn in ((bpy.app.handlers.render_write, render.on_render_write), (bpy.app.handlers.render_init, render.on_render_init)):
-        if fn in handlers:
-            handlers.remove(fn)
+    if render.on_render_init in bpy.app.handlers.render_init:
+        bpy.app.handlers.render_init.remove(render.on_render_init)
     render.uninstall()
     link.shutdown()
     properties.unregister_props()

@@ -165,19 +165,37 @@ def _inverse(vs: View, rgb: np.ndarray) -> np.ndarray:
     return back
 
 
-def to_linear(vs: View, display: np.ndarray, refine: bool | None = None) -> np.ndarray:
+def to_linear(
+    vs: View,
+    display: np.ndarray,
+    anchor: tuple[np.ndarray, np.ndarray] | None = None,
+    refine: bool | None = None,
+) -> np.ndarray:
     """(H, W, 3|4) display-referred, Blender row order -> (H, W, 4) scene-linear that the view maps back to it.
 
-    Views built on 3D LUTs (AgX, Filmic...) are inverted by other LUTs, a little off (2/255 seen with Blender 4.5's
-    AgX); ``refine`` (default: for every view but Standard and Raw) runs the forward view on the result once and
-    corrects by the error, which brings the round trip within 1/255.
+    Views built on 3D LUTs (AgX, Filmic...) are inverted by other LUTs, which are off by a few 1/255 in places
+    and cannot invert colours the view has squeezed together (saturated highlights). Two remedies:
+
+    - ``anchor`` = (the render's scene-linear pixels, their display values from ``to_display``): the result is
+      the render plus the *change* the network made, ``L0 + G(d) - G(d0)``, so the inverse's own error cancels
+      (an unchanged pixel comes back exactly as rendered);
+    - ``refine`` (default: every view but Standard and Raw) runs the forward view once on the result and
+      corrects by what is still off.
     """
     view_colourspace(vs)  # fail early, before any work, on a view that cannot be inverted
+    h = display.shape[0]
     rgb = np.clip(np.asarray(display[..., :3], np.float32), 0.0, 1.0)
-    back = _inverse(vs, rgb)
+    if anchor is None:
+        base = _inverse(vs, rgb)
+    else:
+        lin0, disp0 = anchor
+        both = _inverse(vs, np.concatenate([rgb, np.clip(disp0[..., :3], 0.0, 1.0)], axis=0))
+        base = both[:h].copy()
+        base[..., :3] += lin0[..., :3] - both[h:, :, :3]
     if refine is None:
         refine = vs.view_transform not in ("Standard", "Raw")
     if refine:
-        again = to_display(vs, back)[..., :3]
-        back = _inverse(vs, np.clip(rgb + (rgb - again), 0.0, 1.0))
-    return back
+        again = to_display(vs, base)[..., :3]
+        g = _inverse(vs, np.concatenate([rgb, np.clip(rgb + (rgb - again), 0.0, 1.0)], axis=0))
+        base[..., :3] += g[h:, :, :3] - g[:h, :, :3]
+    return base

@@ -80,7 +80,9 @@ def scene_tree(scene: bpy.types.Scene) -> bpy.types.NodeTree:
     scene.use_nodes = True
     tree = scene.node_tree
     if not any(n.bl_idname == "CompositorNodeComposite" for n in tree.nodes):
-        rl = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers"), None) or tree.nodes.new("CompositorNodeRLayers")
+        rl = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers"), None) or tree.nodes.new(
+            "CompositorNodeRLayers"
+        )
         comp = tree.nodes.new("CompositorNodeComposite")
         comp.location = (400, 0)
         tree.links.new(rl.outputs["Image"], comp.inputs["Image"])

@@ -54,6 +54,8 @@ def coverage(layers: Sequence[np.ndarray], names: Iterable[str]) -> np.ndarray:
         layers: the Cryptomatte passes of one kind, each (H, W, 4) float32 (id, coverage, id, coverage).
         names: object or material names (exact, as Blender shows them).
     """
+    if isinstance(names, str):
+        raise TypeError(f"names must be a collection of names, not the string {names!r}")
     if not layers:
         raise ValueError("no Cryptomatte passes: enable Cryptomatte (Object/Material) in the view layer's passes")
     ids = np.array(sorted({name_id(n) for n in names}), dtype=np.uint32)

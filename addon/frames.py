@@ -12,7 +12,7 @@ styles and alphas as evaluated at this frame) and ``stylize_frame`` turns it int
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +29,7 @@ class FrameError(Exception):
     """A frame could not be stylized; the message says why and what to do."""
 
 
-class Cancelled(FrameError):
+class CancelledError(FrameError):
     pass
 
 
@@ -79,8 +79,11 @@ class FrameJob:
         h, w = self.image.shape[:2]
         if self.masks is None and len(self.slots) != 1:
             raise FrameError(f"{len(self.slots)} style slots need masks")
-        if self.masks is not None and self.masks.shape != (len(self.slots), h, w):
-            raise FrameError(f"masks are {self.masks.shape}, expected ({len(self.slots)}, {h}, {w})")
+        if self.masks is not None:
+            if self.masks.shape != (len(self.slots), h, w):
+                raise FrameError(f"masks are {self.masks.shape}, expected ({len(self.slots)}, {h}, {w})")
+            if self.masks.dtype != np.float32:
+                object.__setattr__(self, "masks", np.ascontiguousarray(self.masks, np.float32))
 
 
 @dataclass(frozen=True, eq=False)
@@ -129,7 +132,7 @@ def _wait(pending: Pending[StylizeReply], cancelled: Callable[[], bool]) -> Styl
     while True:
         if cancelled():
             pending.cancel()
-            raise Cancelled("stylization cancelled")
+            raise CancelledError("stylization cancelled")
         try:
             return pending.result(timeout=0.1)
         except ClientError as e:
@@ -148,29 +151,48 @@ def stylize_frame(
 ) -> FrameResult:
     """Send the frame (one request per colour mode in use) and compose the answer; see the module docstring."""
     t0 = time.perf_counter()
+    h, w = job.image.shape[:2]
+    rgb = np.ascontiguousarray(job.image[..., :3])
+    live = [i for i, s in enumerate(job.slots) if s.alpha > 0.0]
+    if len(live) < len(job.slots):  # alpha 0 is the render itself (the decoder alone would only approximate it)
+        if not live:
+            return FrameResult(rgb.copy(), {s.name: rgb.copy() for s in job.slots} if job.slot_passes else {}, 0.0)
+        masks = job.masks if job.masks is None else np.ascontiguousarray(job.masks[live])
+        sub = FrameJob(job.image, tuple(job.slots[i] for i in live), masks, job.slot_passes, job.tile)
+        if masks is None:  # one live slot of several without masks cannot happen (masks are required then)
+            raise FrameError("internal: slots without masks")
+        out = stylize_frame(client, ids, sub, style_size=style_size, cancelled=cancelled)
+        if job.slot_passes:
+            for s in job.slots:
+                out.slot_passes.setdefault(s.name, rgb.copy())
+        return out
     try:
         regions = tuple(
             RegionSpec(tuple(StyleRef(ids.get(client, src, style_size), w) for src, w in slot.styles), slot.alpha)
             for slot in job.slots
         )
     except ClientError as e:
-        raise FrameError(f"the backend refused a style image: {e.message}") from e
-    h, w = job.image.shape[:2]
-    rgb = np.ascontiguousarray(job.image[..., :3])
+        raise FrameError(f"the backend could not take a style image: {e.message}") from e
     modes = sorted({s.preserve_color for s in job.slots})
     combined = np.zeros((h, w, 3), np.float32)
     passes: dict[str, np.ndarray] = {}
+    # overlapping slots (an object slot and a material slot on the same surface) share the pixel: weights are
+    # normalised where they add up past 1, across colour modes too
+    total = np.ones((h, w), np.float32) if job.masks is None else np.maximum(job.masks.sum(axis=0), 1.0)
     covered = np.zeros((h, w), np.float32)
     for mode in modes:
-        pending = client.submit(
-            rgb,
-            regions if job.masks is not None else regions[0],
-            masks=job.masks,
-            preserve_color=mode,
-            passes=Passes(combined=True, regions=job.slot_passes),
-            tile=job.tile,
-            output_dtype="float32",
-        )
+        try:
+            pending = client.submit(
+                rgb,
+                regions if job.masks is not None else regions[0],
+                masks=job.masks,
+                preserve_color=mode,
+                passes=Passes(combined=True, regions=job.slot_passes),
+                tile=job.tile,
+                output_dtype="float32",
+            )
+        except ClientError as e:
+            raise FrameError(f"the backend cannot take this frame: {e.message}") from e
         reply = _wait(pending, cancelled)
         if reply.combined is None:
             raise FrameError("the backend sent no combined frame")
@@ -179,7 +201,7 @@ def stylize_frame(
         if job.masks is None:
             weight = np.ones((h, w), np.float32)
         else:
-            weight = np.clip(job.masks[members].sum(axis=0), 0.0, 1.0)
+            weight = job.masks[members].sum(axis=0) / total
         combined += stylized * weight[..., None]
         covered += weight
         for i in members if job.slot_passes else ():

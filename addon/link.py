@@ -41,7 +41,7 @@ def settings() -> BackendSettings:
     elif prefs is not None and prefs.server_public_key and prefs.client_secret_key:
         try:
             curve = ClientCurve.from_files(bpy.path.abspath(prefs.server_public_key), bpy.path.abspath(prefs.client_secret_key))
-        except Exception as e:  # noqa: BLE001 - any key file problem is the user's to fix
+        except Exception as e:
             raise BackendError(f"cannot read the CURVE key files: {e}") from e
     log_file = Path(tempfile.gettempdir()) / "adain-backend.log"
     return BackendSettings(endpoint=endpoint, command=command, curve=curve, log_file=log_file)

@@ -132,7 +132,7 @@ class ADAIN_OT_style_load(bpy.types.Operator):
         return {"RUNNING_MODAL"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        import os  # noqa: PLC0415
+        import os
 
         slot = _settings(context).slots[self.index]
         paths = [os.path.join(self.directory, f.name) for f in self.files if f.name] or [self.filepath]

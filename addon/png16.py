@@ -22,12 +22,20 @@ def encode_png16(image: np.ndarray, level: int = 1) -> bytes:
     if image.ndim != 3 or image.shape[2] not in (3, 4):
         raise ValueError(f"expected an (H, W, 3|4) image, got shape {image.shape}")
     h, w, c = image.shape
+    if h == 0 or w == 0:
+        raise ValueError(f"cannot encode an empty image ({h}x{w})")
+    image = np.asarray(image, np.float32)
     q = np.round(np.clip(np.nan_to_num(image, nan=0.0), 0.0, 1.0) * 65535.0).astype(">u2")
     rows = np.empty((h, 1 + w * c * 2), np.uint8)
     rows[:, 0] = 0  # filter: none
     rows[:, 1:] = q.reshape(h, -1).view(np.uint8)
     header = struct.pack(">IIBBBBB", w, h, 16, 6 if c == 4 else 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + _chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(rows.tobytes(), level))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def write_png16(path: str | Path, image: np.ndarray) -> None:

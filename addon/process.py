@@ -20,6 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from .client import Client, ClientCurve, ClientError
 
@@ -56,7 +57,7 @@ class Backend:
         self.process: subprocess.Popen[bytes] | None = None
         self._client: Client | None = None
         self._lock = threading.RLock()
-        self._log_handle: object | None = None
+        self._log_handle: IO[bytes] | None = None
 
     # ------------------------------------------------------------------------------ lifecycle
     def client(self) -> Client:
@@ -67,6 +68,10 @@ class Backend:
             self._drop_client()
             s = self.settings
             if s.command is not None and not self.running_locally():
+                try:  # a backend already answers there (started earlier, or by someone else): use it
+                    return self._connect(min(s.connect_timeout, 1.0))
+                except BackendError:
+                    pass
                 self._start()
                 return self._wait_ready()
             return self._connect(s.connect_timeout)
@@ -137,9 +142,10 @@ class Backend:
         assert s.command is not None
         argv = [*s.command, "--bind", s.endpoint]
         log_path = s.log_file
+        self._close_log()
         if log_path is not None:
             log_path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(log_path, "ab")  # noqa: SIM115 - kept open for the process's lifetime
+            handle = open(log_path, "ab")
             self._log_handle = handle
         env = dict(os.environ)
         env.setdefault("PYTHONUNBUFFERED", "1")
@@ -147,7 +153,7 @@ class Backend:
             self.process = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
-                stdout=self._log_handle or subprocess.DEVNULL,  # type: ignore[arg-type]
+                stdout=self._log_handle if self._log_handle is not None else subprocess.DEVNULL,
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
@@ -170,7 +176,9 @@ class Backend:
                 self.process = None
                 raise BackendError(f"the local backend exited at start (code {code}){self._log_tail()}")
             try:
-                return self._connect(1.0)
+                client = self._connect(1.0)
+                client.timeout = s.connect_timeout
+                return client
             except BackendError as e:
                 last = str(e)
             time.sleep(0.2)
@@ -193,7 +201,7 @@ class Backend:
         h = self._log_handle
         self._log_handle = None
         if h is not None:
-            h.close()  # type: ignore[attr-defined]
+            h.close()
 
 
 def default_command(python: str | os.PathLike[str], extra: Sequence[str] = ()) -> tuple[str, ...]:

@@ -9,9 +9,10 @@ The add-on wraps three methods of Cycles' RenderEngine class while it is enabled
   sends the frame to the backend and writes the result into the "AdaIN" pass(es) — before the compositor
   runs, so the "AdaIN Stylize" node group and any node after it see the stylized frame.
 
-When stylization fails (backend down, bad style), the "AdaIN" pass gets the plain render, the error is
-reported, and in animations the written frame is renamed ``*.unstylized.*`` so that re-running the animation
-(with Output > Overwrite off) renders exactly the frames that are missing.
+When stylization fails (backend down, bad style), the "AdaIN" pass gets the plain render and the error is
+reported as an error of the render: Blender shows it, keeps the plain render in the render window, writes
+no file for that frame and stops an animation there (``bpy.ops.render.render`` raises it in scripts). So
+re-running the animation with Output > Overwrite off renders exactly the frames that are missing.
 """
 
 from __future__ import annotations
@@ -22,14 +23,13 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import bpy
 import numpy as np
 
 from . import colour, cryptomatte
-from .frames import Cancelled, FrameError, FrameJob, SlotJob, StyleIds, StyleSource, stylize_frame, style_source_from_file
+from .frames import CancelledError, FrameError, FrameJob, SlotJob, StyleIds, StyleSource, style_source_from_file, stylize_frame
 from .process import BackendError
 
 log = logging.getLogger("adain.render")
@@ -61,7 +61,7 @@ def slot_pass_name(slot_name: str) -> str:
 def install() -> None:
     """Wrap Cycles' engine methods (idempotent). Raises RuntimeError if Cycles is not available."""
     try:
-        import cycles  # noqa: PLC0415 - Blender's bundled add-on, present only inside Blender
+        import cycles
     except ImportError as e:
         raise RuntimeError("the Cycles add-on is not available: AdaIN stylizes Cycles renders") from e
     cls = cycles.CyclesRender
@@ -77,7 +77,7 @@ def install() -> None:
 
 def uninstall() -> None:
     try:
-        import cycles  # noqa: PLC0415
+        import cycles
     except ImportError:
         return
     cls = cycles.CyclesRender
@@ -120,7 +120,7 @@ def _render_frame_finish(self: Any) -> None:
         return
     try:
         process_result(self, snap)
-    except Exception as e:  # noqa: BLE001 - a failed frame must never take the render down
+    except Exception as e:
         log.exception("AdaIN failed")
         _fail(self, snap.frame, f"AdaIN: internal error ({type(e).__name__}: {e})")
 
@@ -253,19 +253,21 @@ def build_job(snap: Snapshot, layer: Any, display: np.ndarray, w: int, h: int) -
 
 
 def _write_passes(engine: Any, layer_name: str, w: int, h: int, passes: dict[str, np.ndarray]) -> None:
-    result = engine.begin_result(0, 0, w, h, layer=layer_name)
-    try:
-        layer = result.layers[0]
-        for name, arr in passes.items():
-            p = layer.passes.find_by_name(name, "")
-            if p is not None:
-                p.rect.foreach_set(np.ascontiguousarray(arr, np.float32).ravel())
-    finally:
-        engine.end_result(result)
+    """Write straight into the render result's passes (begin_result/end_result would merge a whole new result,
+    zeroing every other pass: Combined, Cryptomatte, depth...)."""
+    result = engine.get_result()
+    layer = next((lay for lay in result.layers if lay.name == layer_name), None)
+    if layer is None:
+        raise FrameError(f"internal: render layer {layer_name!r} disappeared")
+    for name, arr in passes.items():
+        p = layer.passes.find_by_name(name, "")
+        if p is not None:
+            p.rect.foreach_set(np.ascontiguousarray(arr, np.float32).ravel())
+    engine.update_result(result)
 
 
 def process_result(engine: Any, snap: Snapshot) -> None:
-    from . import link  # noqa: PLC0415 - reads the preferences; imported late to keep this module light
+    from . import link
 
     global _ids_client
     frame = snap.frame
@@ -291,15 +293,16 @@ def process_result(engine: Any, snap: Snapshot) -> None:
                 _ids.clear()
                 _ids_client = client
             out = stylize_frame(client, _ids, job, style_size=snap.style_size, cancelled=engine.test_break)
-            lin = colour.to_linear(snap.view, out.combined[::-1])
+            anchor = (combined, display)
+            lin = colour.to_linear(snap.view, out.combined[::-1], anchor)
             lin[..., 3] = combined[..., 3]
             passes = {PASS: lin}
             for name, arr in out.slot_passes.items():
-                p = colour.to_linear(snap.view, arr[::-1])
+                p = colour.to_linear(snap.view, arr[::-1], anchor)
                 p[..., 3] = combined[..., 3]
                 passes[slot_pass_name(name)] = p
             _write_passes(engine, layer.name, w, h, passes)
-        except Cancelled:
+        except CancelledError:
             _write_passes(engine, layer.name, w, h, plain)
             _fail(engine, frame, "AdaIN: stylization cancelled; this frame keeps the plain render")
             return
@@ -323,24 +326,11 @@ def _fail(engine: Any, frame: int, message: str) -> None:
     print(message, file=sys.stderr, flush=True)
     try:
         engine.report({"ERROR"}, message)
-    except Exception:  # noqa: BLE001, S110 - reporting must not fail the frame
+    except Exception:
         pass
 
 
-# ----------------------------------------------------------------------------- frame files
-@bpy.app.handlers.persistent
-def on_render_write(scene: bpy.types.Scene, *_: Any) -> None:
-    """An animation frame that was not stylized is renamed *.unstylized.* so a re-run renders it again."""
-    frame = scene.frame_current
-    if frame not in STATUS.failed_frames or not getattr(scene, "adain", None) or not scene.adain.enabled:
-        return
-    path = Path(scene.render.frame_path(frame=frame))
-    if path.is_file():
-        target = path.with_name(f"{path.stem}.unstylized{path.suffix}")
-        os.replace(path, target)
-        print(f"AdaIN: frame {frame} was not stylized; kept as {target.name} so a re-run renders it", file=sys.stderr)
-
-
+# ----------------------------------------------------------------------------- handlers
 @bpy.app.handlers.persistent
 def on_render_init(scene: bpy.types.Scene, *_: Any) -> None:
     STATUS.failed_frames.clear()

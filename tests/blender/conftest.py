@@ -95,3 +95,22 @@ def blender_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _BLENDER_USER_VARS}
     env["BLENDER_USER_RESOURCES"] = str(tmp_path / "blender-user")
     return env
+
+
+# --- process exit ----------------------------------------------------------------------------------------------
+# bpy (as a Python module) can hang in its C++ static destructors when the interpreter exits (a thread waiting
+# on a condition variable that is destroyed: seen with bpy 4.5.15 after failing tests). Leave with os._exit once
+# pytest has reported everything, keeping pytest's exit status.
+_exit_status = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if NO_BPY is None and "bpy" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status)

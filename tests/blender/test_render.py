@@ -1,0 +1,223 @@
+"""The add-on in real Blender (bpy 4.5 LTS and 5.0), rendering with Cycles on the CPU, against a real backend
+subprocess: the shipped decoder for stylization, ``--identity`` for the colour round trip.
+
+Run: ``ADAIN_BACKEND_PYTHON=.venv/bin/python .venv-bpy45/bin/python -m pytest tests/blender`` (scripts/test.sh
+does, for both Blender versions).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from tests.blender.scene import (
+    REPO,
+    SAMPLES,
+    fresh_scene,
+    group_factor,
+    object_box,
+    read_png,
+    render_still,
+    set_slot,
+)
+
+from addon import link, render  # isort: skip  (scene.py put the repository on sys.path)
+
+STYLE_WARM = "style_wesnoth_trow_great_tree.jpg"  # yellow-green, high contrast
+STYLE_COOL = "style_wesnoth_painted_mountains.jpg"  # blue, soft
+
+
+def _backend_python() -> str:
+    py = os.environ.get("ADAIN_BACKEND_PYTHON") or str(REPO / ".venv" / "bin" / "python")
+    if not Path(py).is_file():
+        pytest.skip(f"no backend Python at {py}: run scripts/setup_env.sh or set ADAIN_BACKEND_PYTHON")
+    return py
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _use_backend(command: str | None) -> Iterator[str]:
+    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+    old = {k: os.environ.get(k) for k in ("ADAIN_BACKEND", "ADAIN_BACKEND_COMMAND")}
+    os.environ["ADAIN_BACKEND"] = endpoint
+    if command:
+        os.environ["ADAIN_BACKEND_COMMAND"] = command
+    else:
+        os.environ.pop("ADAIN_BACKEND_COMMAND", None)
+    try:
+        yield endpoint
+    finally:
+        link.shutdown()
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def identity_backend() -> Iterator[str]:
+    yield from _use_backend(f"{shlex.quote(_backend_python())} -m backend --identity --device cpu")
+
+
+@pytest.fixture(scope="module")
+def model_backend() -> Iterator[str]:
+    yield from _use_backend(f"{shlex.quote(_backend_python())} -m backend --device cpu")
+
+
+@pytest.fixture
+def dead_backend() -> Iterator[str]:
+    yield from _use_backend(None)
+
+
+def _stats(pixels: np.ndarray) -> np.ndarray:
+    """Mean colour: the first-order statistic a small region can be compared on (its spread depends on how much
+    of the style's structure fits into a few dozen pixels)."""
+    return pixels.reshape(-1, 3).astype(np.float64).mean(0)
+
+
+def _style_stats(name: str) -> np.ndarray:
+    img = bpy.data.images.load(str(SAMPLES / name), check_existing=True)
+    img.colorspace_settings.name = "Non-Color"
+    w, h = img.size
+    px = np.empty(w * h * 4, np.float32)
+    img.pixels.foreach_get(px)
+    return _stats(px.reshape(h, w, 4)[..., :3] * 255)
+
+
+# ------------------------------------------------------------------------------ colour round trip
+@pytest.mark.parametrize("view", ["Standard", "AgX", "Filmic"])
+def test_identity_backend_reproduces_the_render(identity_backend: str, view: str, tmp_path: Path) -> None:
+    scene = fresh_scene(view=view)
+    set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
+    stylized = render_still(scene, tmp_path / "stylized.png")
+    assert render.STATUS.ok, render.STATUS.message
+    assert render.STATUS.stylized_frames == [1]
+    scene.adain.enabled = False
+    plain = render_still(scene, tmp_path / "plain.png")
+    diff = np.abs(stylized - plain)
+    assert diff.max() <= 1, f"{view}: round trip off by {diff.max()}/255 at worst (mean {diff.mean():.3f})"
+
+
+def test_identity_round_trip_holds_with_exposure_and_gamma(identity_backend: str, tmp_path: Path) -> None:
+    scene = fresh_scene(view="Standard")
+    scene.view_settings.exposure, scene.view_settings.gamma = 0.7, 1.3
+    set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
+    stylized = render_still(scene, tmp_path / "stylized.png")
+    assert render.STATUS.ok, render.STATUS.message
+    scene.adain.enabled = False
+    plain = render_still(scene, tmp_path / "plain.png")
+    assert np.abs(stylized - plain).max() <= 1
+
+
+# ------------------------------------------------------------------------------ real stylization
+def test_per_material_styles_reach_the_compositor_output(model_backend: str, tmp_path: Path) -> None:
+    scene = fresh_scene()
+    set_slot(scene, 0, "Warm", "MATERIALS", STYLE_WARM, ("Red",))
+    set_slot(scene, 1, "Cool", "MATERIALS", STYLE_COOL, ("Blue",))
+    stylized = render_still(scene, tmp_path / "stylized.png")
+    assert render.STATUS.ok, render.STATUS.message
+    group_factor(scene, 0.0)  # the node group's mix factor at 0 gives the plain render back
+    plain = render_still(scene, tmp_path / "plain.png")
+    assert render.STATUS.ok, render.STATUS.message
+    assert np.abs(stylized - plain).mean() > 3.0, "the compositor output does not show the stylized frame"
+
+    warm, cool = _style_stats(STYLE_WARM), _style_stats(STYLE_COOL)
+    for obj, own, other in (("Cube", warm, cool), ("Sphere", cool, warm)):
+        rows, cols = object_box(scene, obj)
+        region = _stats(stylized[rows, cols])
+        d_own, d_other = np.abs(region - own).sum(), np.abs(region - other).sum()
+        assert d_own < d_other, f"{obj}: statistics closer to the other slot's style ({d_own:.1f} vs {d_other:.1f})"
+    # the floor and the sky belong to no slot: they keep the render
+    rows, cols = slice(2, 8), slice(2, 12)
+    assert np.abs(stylized[rows, cols] - plain[rows, cols]).max() <= 2
+
+
+def test_keyframed_alpha_moves_the_output(model_backend: str, tmp_path: Path) -> None:
+    scene = fresh_scene(width=96, height=72)
+    slot = set_slot(scene, 0, "Everything", "OTHER", STYLE_COOL)
+    scene.frame_start, scene.frame_end = 1, 3
+    for frame, alpha in ((1, 0.0), (3, 1.0)):
+        slot.alpha = alpha
+        slot.keyframe_insert("alpha", frame=frame)
+    scene.render.filepath = str(tmp_path / "anim_")
+    bpy.ops.render.render(animation=True)
+    assert sorted(render.STATUS.stylized_frames) == [1, 2, 3], render.STATUS.message
+    frames = [read_png(Path(scene.render.frame_path(frame=f))) for f in (1, 2, 3)]
+    scene.adain.enabled = False
+    scene.frame_set(1)
+    plain = render_still(scene, tmp_path / "plain.png")
+    assert np.abs(frames[0] - plain).mean() <= 0.5, "alpha 0 must give the render"
+    style = _style_stats(STYLE_COOL)
+    towards = [float(np.abs(_stats(f) - style).sum()) for f in frames]
+    assert towards[0] > towards[1] > towards[2], f"the colour should move toward the style as alpha rises: {towards}"
+    assert np.abs(frames[2] - plain).mean() > 5.0
+
+
+def test_slot_passes_are_render_passes(model_backend: str) -> None:
+    scene = fresh_scene(width=64, height=48)
+    set_slot(scene, 0, "Warm", "OBJECTS", STYLE_WARM, ("Cube",))
+    scene.adain.slot_passes = True
+    scene.view_layers[0].update_render_passes()
+    tree = scene.compositing_node_group if bpy.app.version >= (5, 0, 0) else scene.node_tree
+    rl = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
+    assert "AdaIN" in rl.outputs and "AdaIN Warm" in rl.outputs
+
+
+# ------------------------------------------------------------------------------ failures
+def test_dead_backend_keeps_the_plain_render_and_reruns_resume(dead_backend: str, tmp_path: Path) -> None:
+    scene = fresh_scene(width=64, height=48)
+    set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
+    scene.frame_start, scene.frame_end = 1, 2
+    scene.render.filepath = str(tmp_path / "anim_")
+    # the error is reported (the operator raises it in scripts) and the animation stops at the failed frame
+    with pytest.raises(RuntimeError, match="no AdaIN backend"):
+        bpy.ops.render.render(animation=True)
+    assert not render.STATUS.ok
+    assert "no AdaIN backend" in render.STATUS.message and "plain render is kept" in render.STATUS.message
+    assert render.STATUS.failed_frames == {1}
+    assert not list(tmp_path.iterdir()), "a frame that was not stylized must not be written as if it were"
+    # the render window keeps the plain render
+    bpy.data.images["Render Result"].save_render(str(tmp_path / "kept.png"), scene=scene)
+    kept = read_png(tmp_path / "kept.png")
+    scene.adain.enabled = False
+    scene.frame_set(1)
+    plain = render_still(scene, tmp_path / "plain.png")
+    assert np.abs(kept - plain).max() <= 1
+
+    # the backend comes back (identity mode is enough): re-running renders exactly the missing frames
+    os.environ["ADAIN_BACKEND_COMMAND"] = f"{shlex.quote(_backend_python())} -m backend --identity --device cpu"
+    scene.adain.enabled = True
+    scene.render.use_overwrite = False
+    for p in tmp_path.iterdir():
+        p.unlink()
+    scene.render.filepath = str(tmp_path / "anim_")
+    bpy.ops.render.render(animation=True)
+    assert render.STATUS.ok, render.STATUS.message
+    assert sorted(render.STATUS.stylized_frames) == [1, 2]
+    assert (tmp_path / "anim_0001.png").is_file() and (tmp_path / "anim_0002.png").is_file()
+
+
+def test_slot_without_style_is_reported(identity_backend: str, tmp_path: Path) -> None:
+    scene = fresh_scene(width=64, height=48)
+    slot = set_slot(scene, 0, "Empty", "MATERIALS", STYLE_WARM, ("Red",))
+    slot.styles.clear()
+    with pytest.raises(RuntimeError, match="has no style image"):
+        render_still(scene, tmp_path / "out.png")
+    bpy.data.images["Render Result"].save_render(str(tmp_path / "kept.png"), scene=scene)
+    out = read_png(tmp_path / "kept.png")
+    assert not render.STATUS.ok
+    assert "has no style image" in render.STATUS.message
+    scene.adain.enabled = False
+    assert np.abs(out - render_still(scene, tmp_path / "plain.png")).max() == 0
