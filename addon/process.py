@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import socket
 import subprocess
 import threading
 import time
@@ -58,6 +59,7 @@ class Backend:
         self._client: Client | None = None
         self._lock = threading.RLock()
         self._log_handle: IO[bytes] | None = None
+        self._log_start = 0
 
     # ------------------------------------------------------------------------------ lifecycle
     def client(self) -> Client:
@@ -68,10 +70,11 @@ class Backend:
             self._drop_client()
             s = self.settings
             if s.command is not None and not self.running_locally():
-                try:  # a backend already answers there (started earlier, or by someone else): use it
-                    return self._connect(min(s.connect_timeout, 1.0))
-                except BackendError:
-                    pass
+                if _port_open(s.endpoint):  # a backend already answers there (started earlier, or by someone else)
+                    try:
+                        return self._connect(s.connect_timeout)
+                    except BackendError:
+                        pass
                 self._start()
                 return self._wait_ready()
             return self._connect(s.connect_timeout)
@@ -175,15 +178,28 @@ class Backend:
                 code = None if proc is None else proc.returncode
                 self.process = None
                 raise BackendError(f"the local backend exited at start (code {code}){self._log_tail()}")
+            if not self._log_says_listening():  # loading torch and the weights: nothing to connect to yet
+                time.sleep(0.2)
+                continue
             try:
-                client = self._connect(1.0)
-                client.timeout = s.connect_timeout
-                return client
+                return self._connect(s.connect_timeout if self._log_handle is not None else 1.0)
             except BackendError as e:
                 last = str(e)
             time.sleep(0.2)
         self.stop(timeout=2)
         raise BackendError(f"the local backend did not answer within {s.start_timeout:g} s ({last}){self._log_tail()}")
+
+    def _log_says_listening(self) -> bool:
+        """True once the backend's log says it listens (always True without a log file: then we just try)."""
+        p = self.settings.log_file
+        if p is None or self._log_handle is None:
+            return True
+        try:
+            with open(p, "rb") as f:
+                f.seek(self._log_start)
+                return b"listening on" in f.read()
+        except OSError:
+            return True
 
     def _log_tail(self, lines: int = 5) -> str:
         p = self.settings.log_file
@@ -202,6 +218,19 @@ class Backend:
         self._log_handle = None
         if h is not None:
             h.close()
+
+
+def _port_open(endpoint: str) -> bool:
+    """Whether something accepts TCP connections at a tcp:// endpoint (True for other transports: just try)."""
+    transport, _, rest = endpoint.partition("://")
+    if transport != "tcp":
+        return True
+    host, _, port = rest.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=0.5):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def default_command(python: str | os.PathLike[str], extra: Sequence[str] = ()) -> tuple[str, ...]:

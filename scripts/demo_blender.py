@@ -59,11 +59,11 @@ def build_scene(frames: int, width: int, height: int, samples: int) -> None:
     add("primitive_torus_add", "Ring", material("Gold", (0.9, 0.7, 0.2), 0.3), location=(2.3, 0.6, -0.4))
     bpy.ops.object.light_add(type="SUN", location=(2, -2, 6), rotation=(0.6, 0.2, 0.4))
     bpy.context.object.data.energy = 4.0
-    bpy.ops.object.camera_add(location=(-1.5, -8, 1.2), rotation=(1.45, 0, -0.12))
+    bpy.ops.object.camera_add(location=(-1.5, -12.5, 1.8), rotation=(1.44, 0, -0.1))
     cam = bpy.context.object
     scene.camera = cam
     cam.keyframe_insert("location", frame=1)
-    cam.location = (1.5, -7.5, 1.6)
+    cam.location = (1.5, -12.0, 2.4)
     cam.keyframe_insert("location", frame=frames)
     world = bpy.data.worlds.new("Sky")
     scene.world = world
@@ -73,6 +73,7 @@ def build_scene(frames: int, width: int, height: int, samples: int) -> None:
     assert bpy.ops.adain.setup() == {"FINISHED"}
     st = scene.adain
     st.slots.clear()
+    st.style_size = max(256, min(width, height) * 2)  # style scale follows the frame size
 
     def slot(name: str, target: str, style: str, things: tuple[str, ...], alpha: float = 1.0) -> None:
         s = st.slots.add()
@@ -154,4 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # bpy as a module can hang in its C++ static destructors at interpreter exit: leave directly
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
