@@ -277,7 +277,7 @@ def process_result(engine: Any, snap: Snapshot) -> None:
         combined = _pass_array(layer, "Combined", w, h)
         if combined is None or layer.passes.find_by_name(PASS, "") is None:
             continue
-        plain = {PASS: combined}
+        plain = {p.name: combined for p in layer.passes if p.name == PASS or p.name.startswith(PASS + " ")}
         if not snap.enabled:
             _write_passes(engine, layer.name, w, h, plain)
             continue
@@ -309,6 +309,11 @@ def process_result(engine: Any, snap: Snapshot) -> None:
         except (FrameError, BackendError) as e:
             _write_passes(engine, layer.name, w, h, plain)
             _fail(engine, frame, f"AdaIN: frame {frame} not stylized, the plain render is kept: {e}")
+            return
+        except Exception as e:  # a bug of ours: still keep the plain render, and say where to look
+            log.exception("AdaIN failed on frame %s", frame)
+            _write_passes(engine, layer.name, w, h, plain)
+            _fail(engine, frame, f"AdaIN: internal error on frame {frame} ({type(e).__name__}: {e}); the plain render is kept")
             return
         msg = f"AdaIN: frame {frame} stylized in {time.perf_counter() - t0:.1f} s"
         for warning in colour.check_view(snap.view):
