@@ -22,6 +22,7 @@ def register() -> None:
     properties.register_props()
     render.install()
     bpy.app.handlers.render_init.append(render.on_render_init)
+    bpy.app.handlers.load_post.append(render.on_load_post)
 
 
 def unregister() -> None:
@@ -29,8 +30,10 @@ def unregister() -> None:
 
     from . import link, properties, render
 
-    if render.on_render_init in bpy.app.handlers.render_init:
-        bpy.app.handlers.render_init.remove(render.on_render_init)
+    hooks = ((bpy.app.handlers.render_init, render.on_render_init), (bpy.app.handlers.load_post, render.on_load_post))
+    for handlers, fn in hooks:
+        if fn in handlers:
+            handlers.remove(fn)
     render.uninstall()
     link.shutdown()
     properties.unregister_props()

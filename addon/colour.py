@@ -107,6 +107,16 @@ def _private_scene(u: View) -> bpy.types.Scene:
     return priv
 
 
+def prepare() -> None:
+    """Create the private scene and the scratch images now, on the main thread (an operator, a load handler),
+    so that renders only reuse them: creating datablocks from Blender's render thread is not safe in the UI."""
+    if bpy.data.scenes.get(PRIVATE_SCENE) is None:
+        bpy.data.scenes.new(PRIVATE_SCENE)
+    for name in (IMG_LINEAR, IMG_DISPLAY, IMG_BACK):
+        if bpy.data.images.get(name) is None:
+            bpy.data.images.new(name, 1, 1, alpha=True, float_buffer=True)
+
+
 def _scratch(name: str, w: int, h: int, float_buffer: bool = True) -> bpy.types.Image:
     img = bpy.data.images.get(name)
     if img is None:

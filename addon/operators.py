@@ -7,7 +7,7 @@ from typing import Any
 import bpy
 from bpy.props import IntProperty, StringProperty
 
-from . import compositor, link
+from . import colour, compositor, link
 from .process import BackendError
 
 
@@ -41,6 +41,7 @@ class ADAIN_OT_setup(bpy.types.Operator):
         except RuntimeError as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
+        colour.prepare()
         st = _settings(context)
         st.enabled = True
         if not st.slots:

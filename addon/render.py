@@ -337,6 +337,13 @@ def _fail(engine: Any, frame: int, message: str) -> None:
 
 # ----------------------------------------------------------------------------- handlers
 @bpy.app.handlers.persistent
+def on_load_post(*_: Any) -> None:
+    """A file with AdaIN on gets its scratch datablocks on the main thread, before any render."""
+    if any(getattr(sc, "adain", None) is not None and sc.adain.enabled for sc in bpy.data.scenes):
+        colour.prepare()
+
+
+@bpy.app.handlers.persistent
 def on_render_init(scene: bpy.types.Scene, *_: Any) -> None:
     STATUS.failed_frames.clear()
     STATUS.stylized_frames.clear()
