@@ -82,9 +82,13 @@ def dead_backend() -> Iterator[str]:
 
 
 def _stats(pixels: np.ndarray) -> np.ndarray:
-    """Mean colour: the first-order statistic a small region can be compared on (its spread depends on how much
-    of the style's structure fits into a few dozen pixels)."""
+    """Mean colour (the spread of a small region depends on how much of the style's structure fits in it)."""
     return pixels.reshape(-1, 3).astype(np.float64).mean(0)
+
+
+def _chroma(mean_rgb: np.ndarray) -> np.ndarray:
+    """Chromaticity r, g, b (summing to 1): the colour character, free of how brightly the region is lit."""
+    return mean_rgb / max(float(mean_rgb.sum()), 1e-6)
 
 
 def _style_stats(name: str) -> np.ndarray:
@@ -133,12 +137,12 @@ def test_per_material_styles_reach_the_compositor_output(model_backend: str, tmp
     assert render.STATUS.ok, render.STATUS.message
     assert np.abs(stylized - plain).mean() > 3.0, "the compositor output does not show the stylized frame"
 
-    warm, cool = _style_stats(STYLE_WARM), _style_stats(STYLE_COOL)
+    warm, cool = _chroma(_style_stats(STYLE_WARM)), _chroma(_style_stats(STYLE_COOL))
     for obj, own, other in (("Cube", warm, cool), ("Sphere", cool, warm)):
         rows, cols = object_box(scene, obj)
-        region = _stats(stylized[rows, cols])
+        region = _chroma(_stats(stylized[rows, cols]))
         d_own, d_other = np.abs(region - own).sum(), np.abs(region - other).sum()
-        assert d_own < d_other, f"{obj}: statistics closer to the other slot's style ({d_own:.1f} vs {d_other:.1f})"
+        assert d_own < d_other, f"{obj}: colour closer to the other slot's style ({d_own:.3f} vs {d_other:.3f})"
     # the floor and the sky belong to no slot: they keep the render
     rows, cols = slice(2, 8), slice(2, 12)
     assert np.abs(stylized[rows, cols] - plain[rows, cols]).max() <= 2
