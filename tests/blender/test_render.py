@@ -179,6 +179,24 @@ def test_slot_passes_are_render_passes(model_backend: str) -> None:
     assert "AdaIN" in rl.outputs and "AdaIN Warm" in rl.outputs
 
 
+def test_multilayer_exr_carries_the_adain_passes(model_backend: str, tmp_path: Path) -> None:
+    scene = fresh_scene(width=64, height=48)
+    set_slot(scene, 0, "Warm", "OBJECTS", STYLE_WARM, ("Cube",))
+    scene.adain.slot_passes = True
+    fmt = scene.render.image_settings
+    if bpy.app.version >= (5, 0, 0):  # 5.0 chooses multilayer by media type
+        fmt.media_type = "MULTI_LAYER_IMAGE"
+        fmt.file_format = "OPEN_EXR_MULTILAYER"
+    else:
+        fmt.file_format = "OPEN_EXR_MULTILAYER"
+    scene.render.filepath = str(tmp_path / "frame.exr")
+    bpy.ops.render.render(write_still=True)
+    assert render.STATUS.ok, render.STATUS.message
+    header = (tmp_path / "frame.exr").read_bytes()[:65536]  # the channel list is plain text in the header
+    for channel in (b"ViewLayer.AdaIN.R", b"ViewLayer.AdaIN Warm.R", b"Combined.R"):
+        assert channel in header, f"{channel!r} missing from the EXR's channels"
+
+
 # ------------------------------------------------------------------------------ failures
 def test_dead_backend_keeps_the_plain_render_and_reruns_resume(dead_backend: str, tmp_path: Path) -> None:
     scene = fresh_scene(width=64, height=48)
