@@ -168,7 +168,7 @@ def stylize_frame(
         return out
     try:
         regions = tuple(
-            RegionSpec(tuple(StyleRef(ids.get(client, src, style_size), w) for src, w in slot.styles), slot.alpha)
+            RegionSpec(tuple(StyleRef(ids.get(client, src, style_size), wt) for src, wt in slot.styles), slot.alpha)
             for slot in job.slots
         )
     except ClientError as e:
