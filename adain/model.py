@@ -37,6 +37,8 @@ from adain.weights import (
 ColorMode = Literal["none", "coral", "luminance"]
 COLOR_MODES: tuple[str, ...] = ("none", "coral", "luminance")
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
+# torch.compile modes; "reduce-overhead" also records CUDA graphs (CUDA only), "off" runs eager.
+COMPILE_MODES: tuple[str, ...] = ("off", "default", "max-autotune", "reduce-overhead")
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,16 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if cpu_supports_bf16() else "fp32"
 
 
+def check_compile_mode(mode: str, device: torch.device) -> str:
+    """A ``COMPILE_MODES`` entry usable on ``device``, or InputError saying what to use instead."""
+    if mode not in COMPILE_MODES:
+        raise InputError(f"unknown compile mode {mode!r}: use one of {', '.join(COMPILE_MODES)}")
+    if mode == "reduce-overhead" and device.type != "cuda":
+        raise InputError("compile mode 'reduce-overhead' records CUDA graphs and needs a CUDA device; "
+                         "on the CPU use 'default' or 'off'")  # fmt: skip
+    return mode
+
+
 class StyleTransfer:
     """Encoder + decoder on one device with one precision. Thread-compatible (no mutable state in calls)."""
 
@@ -123,6 +135,7 @@ class StyleTransfer:
         *,
         autocast: bool = False,
         channels_last: bool = True,
+        compile: str = "off",
     ) -> None:
         """``encoder``/``decoder`` stay float32 (``features()``, training losses and evaluation use them).
 
@@ -131,6 +144,9 @@ class StyleTransfer:
         arithmetic, but it converts every weight and activation again on every call: about 1.4x slower on a
         CPU, see docs/performance.md; kept for comparison). ``channels_last`` runs the networks on NHWC
         activations: faster on CUDA tensor cores and with oneDNN on CPUs (1.25x in fp32 on a CPU, same results).
+        ``compile`` wraps the networks that ``stylize`` runs in ``torch.compile`` with that mode (``COMPILE_MODES``):
+        the first frame of each new size compiles (tens of seconds), later ones reuse it; "reduce-overhead"
+        also replays CUDA graphs, which removes the per-layer launch cost on a GPU (CUDA only).
         """
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
@@ -149,16 +165,27 @@ class StyleTransfer:
             self._net_dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
             self._run_encoder = copy.deepcopy(self.encoder).to(self._net_dtype)
             self._run_decoder = copy.deepcopy(self.decoder).to(self._net_dtype)
+        self.compile = check_compile_mode(compile, self.device)
+        self._cudagraphs = self.compile == "reduce-overhead"
+        if self.compile != "off":
+            mode = None if self.compile == "default" else self.compile
+            self._run_encoder = torch.compile(self._run_encoder, mode=mode)  # type: ignore[assignment]
+            self._run_decoder = torch.compile(self._run_decoder, mode=mode)  # type: ignore[assignment]
 
     # ------------------------------------------------------------------------------------ loading
     @classmethod
-    def load_default(cls, device: str = "auto", precision: str = "auto") -> StyleTransfer:
+    def load_default(cls, device: str = "auto", precision: str = "auto", compile: str = "off") -> StyleTransfer:
         """The shipped decoder with our normalised VGG-19 encoder; reads only local files."""
-        return cls.load(DEFAULT_DECODER_PATH, device=device, precision=precision)
+        return cls.load(DEFAULT_DECODER_PATH, device=device, precision=precision, compile=compile)
 
     @classmethod
     def load(
-        cls, decoder: str | Path, encoder: str | Path | None = None, device: str = "auto", precision: str = "auto"
+        cls,
+        decoder: str | Path,
+        encoder: str | Path | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        compile: str = "off",
     ) -> StyleTransfer:
         """A decoder file plus its encoder: a file (e.g. imported published weights), else the built-in
         encoder the decoder's metadata names."""
@@ -178,8 +205,8 @@ class StyleTransfer:
             sibling = Path(decoder).with_name("encoder.safetensors")
             if not sibling.is_file():
                 raise WeightsError(f"decoder {decoder} needs encoder {wanted!r}: pass its file with --encoder")
-            return cls.load(decoder, sibling, device, precision)
-        return cls(enc, dec, device, precision, encoder_name=name, decoder_metadata=meta)
+            return cls.load(decoder, sibling, device, precision, compile)
+        return cls(enc, dec, device, precision, encoder_name=name, decoder_metadata=meta, compile=compile)
 
     # ---------------------------------------------------------------------------------- internals
     @contextlib.contextmanager
@@ -209,7 +236,9 @@ class StyleTransfer:
 
         def enc(img: torch.Tensor) -> torch.Tensor:
             with self._run_precision():
-                return self._run_encoder(self._to_device(img, self._net_dtype), last="relu4_1")["relu4_1"]
+                self._graph_step()
+                out = self._run_encoder(self._to_device(img, self._net_dtype), last="relu4_1")["relu4_1"]
+                return out.clone() if self._cudagraphs else out  # a graph's output is overwritten by its next replay
 
         if tile and max(x.shape[-2:]) > tile:
             return encode_tiled(enc, x, tile)
@@ -218,13 +247,20 @@ class StyleTransfer:
     def _decode(self, t: torch.Tensor, size: tuple[int, int], tile: int | None) -> torch.Tensor:
         def dec(f: torch.Tensor) -> torch.Tensor:
             with self._run_precision():
-                return self._run_decoder(self._to_device(f, self._net_dtype))
+                self._graph_step()
+                out = self._run_decoder(self._to_device(f, self._net_dtype))
+                return out.clone() if self._cudagraphs else out
 
         if tile and max(size) > tile:
             out = decode_tiled(dec, t, size, tile)
         else:
             out = dec(t)[..., : size[0], : size[1]]
         return out.float().clamp_(0, 1)
+
+    def _graph_step(self) -> None:
+        """Tell CUDA graph trees that a new, independent network call begins (inference, no backward)."""
+        if self._cudagraphs:
+            torch.compiler.cudagraph_mark_step_begin()
 
     @staticmethod
     def _style_key(image: torch.Tensor) -> str:
@@ -282,8 +318,10 @@ class StyleTransfer:
         preserve_color: str = "none",
         tile: int | None = None,
         passes: bool = False,
+        on_device: bool = False,
     ) -> torch.Tensor | StylizeResult:
-        """Stylize content (N, 3, H, W) or (3, H, W) floats in [0, 1]; returns the same shape, on CPU.
+        """Stylize content (N, 3, H, W) or (3, H, W) floats in [0, 1]; returns the same shape, on the CPU
+        (on the model's device with ``on_device=True``, e.g. to convert pixels there before one copy back).
 
         Args:
             style: a style image, its ``StyleStats``, or a list of them (interpolated with ``weights``).
@@ -339,8 +377,9 @@ class StyleTransfer:
                     outs.append(self._decode(ti, (h, w), tile))
             if preserve_color == "luminance":
                 outs = [AF.combine_luminance(o, self._to_device(xg)) for o in outs]
-            results.append(outs[0].cpu())
-            region_passes.append([o.cpu() for o in outs[1:]])
+            home = (lambda o: o) if on_device else (lambda o: o.cpu())
+            results.append(home(outs[0]))
+            region_passes.append([home(o) for o in outs[1:]])
 
         combined = results[0] if len(results) == 1 else torch.cat(results)  # (cat would copy a lone frame)
         if single:
@@ -385,4 +424,5 @@ class StyleTransfer:
             "decoder_iterations": self.decoder_metadata.get("iterations", "unknown"),
             "device": f"{self.device} ({name})",
             "precision": self.precision,
+            "compile": self.compile,
         }

@@ -15,6 +15,7 @@ from backend.errors import ConfigError
 DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COMPILE_MODES = ("off", "default", "max-autotune", "reduce-overhead")  # adain.model.COMPILE_MODES (no torch here)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 MIN_SIDE = 16
 HEADER_ALLOWANCE = 1 << 20  # bytes on top of the largest array frame
@@ -36,6 +37,7 @@ class Config:
     bind: str = DEFAULT_BIND
     device: str = "auto"
     precision: str = "auto"
+    compile: str = "off"  # torch.compile mode for the networks; "reduce-overhead" adds CUDA graphs
     decoder: Path | None = None  # None: the shipped decoder
     encoder: Path | None = None
     max_pixels: int = 4096 * 4096
@@ -55,6 +57,11 @@ class Config:
             raise ConfigError(f"--device {self.device!r}: use auto, cpu, cuda or cuda:N")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"--precision {self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"--compile {self.compile!r}: use one of {', '.join(COMPILE_MODES)}")
+        if self.compile == "reduce-overhead" and self.device == "cpu":
+            raise ConfigError("--compile reduce-overhead records CUDA graphs and needs --device cuda; on the CPU use "
+                              "--compile default or off")  # fmt: skip
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"--log-level {self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
         if self.max_pixels < MIN_SIDE * MIN_SIDE:
@@ -124,6 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--bind", default=DEFAULT_BIND, help=f"endpoint to listen on (default {DEFAULT_BIND})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (default auto)")
+    p.add_argument("--compile", default="off", choices=COMPILE_MODES,
+                   help="torch.compile the networks (default off): 'default', 'max-autotune', or 'reduce-overhead' (adds "
+                        "CUDA graphs, GPU only); the first frame of each size compiles for tens of seconds")  # fmt: skip
     p.add_argument("--decoder", type=Path, help="decoder weights (default: the shipped decoder)")
     p.add_argument("--encoder", type=Path, help="encoder weights matching --decoder (e.g. imported ones)")
     p.add_argument("--max-pixels", type=int, default=Config.max_pixels, help="largest frame or style, in pixels (H*W)")
@@ -163,6 +173,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config | KeygenRequest:
         bind=args.bind,
         device=args.device,
         precision=args.precision,
+        compile=args.compile,
         decoder=args.decoder,
         encoder=args.encoder,
         max_pixels=args.max_pixels,

@@ -155,15 +155,13 @@ class Handlers:
 
         def run() -> Reply:
             started = time.monotonic()
-            rgb, alpha = pixels.split_frame(req.image)
-            task = StylizeTask(rgb, req.regions, _model_masks(req.masks), req.preserve_color, req.passes, req.tile)
-            out = self.service.predict(task)
             dtype = req.output_dtype or req.image.dtype.name
-            combined = None if out.combined is None else pixels.join_frame(out.combined, alpha, dtype)
-            passes = tuple(pixels.join_frame(p, alpha, dtype) for p in out.passes)
+            task = StylizeTask(req.image, req.regions, _model_masks(req.masks), req.preserve_color, req.passes, req.tile,
+                               dtype)  # fmt: skip
+            out = self.service.predict(task)
             done = time.monotonic()
             timing = Timing(round((started - received) * 1000, 3), round((done - started) * 1000, 3))
-            return StylizeReply(req.id, combined, passes, req.colourspace, timing)
+            return StylizeReply(req.id, out.combined, tuple(out.passes), req.colourspace, timing)
 
         return Work(run)
 
@@ -187,11 +185,12 @@ class Handlers:
 
 
 def _model_masks(masks: np.ndarray | None) -> np.ndarray | None:
-    """Label maps -> int64 (torch has no uint16 arithmetic); soft masks -> float32, checked finite and >= 0."""
+    """Label maps as sent (uint8 or uint16; widened on the model's device); soft masks -> float32, checked finite
+    and >= 0."""
     if masks is None:
         return None
     if masks.ndim == 2:
-        return masks.astype(np.int64)
+        return masks
     soft = masks.astype(np.float32)
     if not np.isfinite(soft).all() or (soft < 0).any():
         raise BackendError(ErrorCode.BAD_REQUEST, "soft masks must be finite non-negative weights")

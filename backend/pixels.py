@@ -1,8 +1,9 @@
-"""Pixels between the wire and the model, in numpy and Pillow only (no torch).
+"""Style images between the wire and the model, in numpy and Pillow only (no torch).
 
-Frames arrive as (H, W, 3|4) uint8, uint16, float16 or float32 display-referred sRGB; the model takes
-float32 RGB in [0, 1]. The alpha channel is carried around the model untouched. Encoded style images
-are decoded with a pixel limit checked before any pixel is decompressed.
+Style images arrive as arrays ((H, W, 3|4) uint8, uint16, float16 or float32) or as encoded files; the
+model takes float32 RGB in [0, 1], alpha composited over white. Encoded images are decoded with a pixel
+limit checked before any pixel is decompressed. Frames to stylize go through ``backend.device_pixels``,
+which converts them on the model's device.
 """
 
 from __future__ import annotations
@@ -27,32 +28,6 @@ def to_unit_float(arr: np.ndarray, name: str) -> np.ndarray:
     if not np.isfinite(out).all():
         raise BackendError(ErrorCode.BAD_REQUEST, f"{name} holds NaN or infinite values; send finite display-referred values")
     return np.clip(out, 0.0, 1.0, out=out)
-
-
-def from_unit_float(arr: np.ndarray, dtype: str) -> np.ndarray:
-    """float32 in [0, 1] -> the wire dtype (integers rounded)."""
-    if dtype in _SCALE:
-        return np.rint(np.clip(arr, 0.0, 1.0) * _SCALE[dtype]).astype(dtype)
-    return arr.astype(dtype)
-
-
-def split_frame(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """(H, W, 3|4) wire frame -> RGB float32 (H, W, 3) in [0, 1] and the untouched alpha (H, W) or None."""
-    rgb = to_unit_float(image[..., :3], "image")
-    return rgb, (image[..., 3] if image.shape[2] == 4 else None)
-
-
-def join_frame(rgb: np.ndarray, alpha: np.ndarray | None, dtype: str) -> np.ndarray:
-    """RGB float32 (H, W, 3) + alpha from ``split_frame`` -> (H, W, 3|4) in ``dtype``.
-
-    Alpha keeps its exact values when ``dtype`` is the input's; otherwise it is converted by the same rule as
-    colour (uint8 255 <-> 1.0).
-    """
-    out = from_unit_float(rgb, dtype)
-    if alpha is None:
-        return out
-    a = alpha if alpha.dtype.name == dtype else from_unit_float(to_unit_float(alpha, "alpha"), dtype)
-    return np.concatenate([out, a[..., None]], axis=2)
 
 
 def flatten_alpha(rgba: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import torch
 from adain import AdainError, InputError, Region, StyleStats, StyleTransfer, StylizeResult
 from addon.protocol import ErrorCode, ModelInfo, Passes, RegionSpec
 from backend.config import Config
+from backend.device_pixels import as_tensor, download_frame, upload_frame, upload_labels
 from backend.errors import BackendError, ConfigError
 
 log = logging.getLogger("backend.service")
@@ -33,7 +34,9 @@ class EncodeStyleTask:
 
 @dataclass(frozen=True, eq=False)
 class StylizeTask:
-    """``image``: float32 (H, W, 3) in [0, 1]; ``masks``: int64 label map (H, W), float32 (R, H, W) or None."""
+    """``image``: the wire frame as received, (H, W, 3|4) uint8, uint16, float16 or float32 display-referred
+    RGB(A); ``masks``: an integer label map (H, W), float32 soft masks (R, H, W) or None; ``output_dtype``:
+    the dtype of the frames in the reply."""
 
     image: np.ndarray
     regions: tuple[RegionSpec, ...]
@@ -41,6 +44,7 @@ class StylizeTask:
     preserve_color: str
     passes: Passes
     tile: int | None
+    output_dtype: str
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,8 @@ class StyleEncoded:
 
 @dataclass(frozen=True, eq=False)
 class StylizeOutput:
-    """float32 (H, W, 3) arrays in [0, 1]: the combined frame (if asked) and one pass per region (if asked)."""
+    """(H, W, 3|4) arrays in the task's ``output_dtype``, the input's alpha carried over: the combined frame
+    (if asked) and one pass per region (if asked)."""
 
     combined: np.ndarray | None
     passes: list[np.ndarray]
@@ -124,9 +129,10 @@ class ModelService:
         c = self.config
         try:
             if c.decoder is None:
-                self.model = StyleTransfer.load_default(device=c.device, precision=c.precision)
+                self.model = StyleTransfer.load_default(device=c.device, precision=c.precision, compile=c.compile)
             else:
-                self.model = StyleTransfer.load(c.decoder, c.encoder, device=c.device, precision=c.precision)
+                self.model = StyleTransfer.load(c.decoder, c.encoder, device=c.device, precision=c.precision,
+                                                compile=c.compile)  # fmt: skip
         except AdainError as e:
             raise ConfigError(f"cannot load the model: {e}") from e
         log.info("model ready: %s", self.model.info())
@@ -193,28 +199,34 @@ class ModelService:
     def _stylize(self, task: StylizeTask) -> StylizeOutput:
         regions = [Region(styles=[self._style(s.id) for s in r.styles], weights=[s.weight for s in r.styles], alpha=r.alpha)
                    for r in task.regions]  # fmt: skip
-        if self.config.identity:
-            frame = np.ascontiguousarray(task.image[..., :3], dtype=np.float32)
-            return StylizeOutput(combined=frame if task.passes.combined else None,
-                                 passes=[frame] * len(regions) if task.passes.regions else [])  # fmt: skip
-        content = torch.from_numpy(np.ascontiguousarray(task.image, dtype=np.float32)).permute(2, 0, 1)
-        masks = None if task.masks is None else torch.from_numpy(np.ascontiguousarray(task.masks))
-        model = self._model()
-        want_passes = task.passes.regions
-        if masks is None:
-            r = regions[0]
-            result = model.stylize(content, list(r.styles), r.alpha, weights=r.weights,
-                                   preserve_color=task.preserve_color, tile=task.tile, passes=want_passes)  # fmt: skip
+        model = None if self.config.identity else self._model()
+        device = torch.device("cpu") if model is None else model.device
+        rgb, alpha = upload_frame(task.image, device)  # converted on the model's device (see device_pixels)
+        if model is None:  # identity: the frame back unchanged, through the same conversions
+            combined, passes = rgb, [rgb] * len(regions) if task.passes.regions else []
         else:
-            result = model.stylize(content, regions=regions, masks=masks, preserve_color=task.preserve_color,
-                                   tile=task.tile, passes=want_passes)  # fmt: skip
-        if isinstance(result, StylizeResult):
-            combined, passes = result.combined, result.passes
-        else:
-            combined, passes = result, []
+            if task.masks is None:
+                masks = None
+            elif task.masks.ndim == 2:
+                masks = upload_labels(task.masks, device)
+            else:
+                masks = as_tensor(task.masks).to(device)
+            want_passes = task.passes.regions
+            if masks is None:
+                r = regions[0]
+                result = model.stylize(rgb, list(r.styles), r.alpha, weights=r.weights, preserve_color=task.preserve_color,
+                                       tile=task.tile, passes=want_passes, on_device=True)  # fmt: skip
+            else:
+                result = model.stylize(rgb, regions=regions, masks=masks, preserve_color=task.preserve_color,
+                                       tile=task.tile, passes=want_passes, on_device=True)  # fmt: skip
+            if isinstance(result, StylizeResult):
+                combined, passes = result.combined, result.passes
+            else:
+                combined, passes = result, []
+        dtype = task.output_dtype
         return StylizeOutput(
-            combined=_hwc(combined) if task.passes.combined else None,
-            passes=[_hwc(p) for p in passes],
+            combined=download_frame(combined, alpha, dtype) if task.passes.combined else None,
+            passes=[download_frame(p, alpha, dtype) for p in passes],
         )
 
     def _style(self, style_id: str) -> StyleStats:
@@ -242,8 +254,3 @@ class ModelService:
     def _empty_device_cache(self) -> None:
         if self.model is not None and self.model.device.type == "cuda":
             torch.cuda.empty_cache()
-
-
-def _hwc(t: torch.Tensor) -> np.ndarray:
-    """(3, H, W) -> (H, W, 3) float32 numpy."""
-    return t.permute(1, 2, 0).contiguous().numpy()

@@ -15,6 +15,9 @@ AdaIN + decode per frame, as the paper's reference code runs. Rows:
 - ``e2e tcp float32|float16``: a real backend (``python -m backend``) in a subprocess over TCP loopback,
   through ``addon.client.Client``, RGBA frames of that dtype both ways; the overhead column is the client's
   wall time minus the backend's own compute time (``timing.compute_ms`` of the reply), over the latter;
+- ``ours + compile MODE`` (with ``--compile``): the same through ``torch.compile`` (``reduce-overhead`` adds CUDA
+  graphs); these rows warm up at least 3 frames so that compiling and graph recording stay out of the timings;
+  ``--backend-compile MODE`` starts the e2e backend with ``--compile MODE``;
 - with ``--ablation``: the paths this work replaced (autocast bf16 on NCHW, the per-region loop), so each
   change's gain is a ratio measured in one process.
 
@@ -252,7 +255,7 @@ def previous_adain_ops() -> Iterator[None]:
 class Backend:
     """``python -m backend`` on a free TCP loopback port, and a connected ``addon.client.Client``."""
 
-    def __init__(self, device: str, precision: str = "auto", startup_s: float = 180.0) -> None:
+    def __init__(self, device: str, precision: str = "auto", startup_s: float = 180.0, compile: str = "off") -> None:
         from addon.client import Client, ClientError
 
         with socket.socket() as s:
@@ -260,7 +263,7 @@ class Backend:
             port = int(s.getsockname()[1])
         self.endpoint = f"tcp://127.0.0.1:{port}"
         cmd = [sys.executable, "-m", "backend", "--bind", self.endpoint, "--device", device, "--precision", precision,
-               "--log-level", "warning", "--max-queue", "4"]  # fmt: skip
+               "--log-level", "warning", "--max-queue", "4", "--compile", compile]  # fmt: skip
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + startup_s
         self.client = None
@@ -311,6 +314,8 @@ class Plan:
     e2e: bool
     ablation: bool
     regions: tuple[int, ...] = REGION_COUNTS
+    compile: tuple[str, ...] = ()  # torch.compile modes to time as extra rows
+    backend_compile: str = "off"  # --compile of the backend for the e2e rows
 
 
 def _counts(plan: Plan, device: torch.device, w: int, h: int) -> tuple[int, int]:
@@ -346,6 +351,9 @@ class DeviceRun:
         self.baseline = StyleTransfer(fp32.encoder, fp32.decoder, dev_name, "fp32", channels_last=False)
         self.ours = StyleTransfer.load_default(device=dev_name)
         self.stats = [self.ours.encode_style(s) for s in styles]
+        self.compiled = [(mode, StyleTransfer(self.ours.encoder, self.ours.decoder, dev_name, self.ours.precision,
+                                              compile=mode))
+                         for mode in plan.compile if mode != "reduce-overhead" or self.device.type == "cuda"]  # fmt: skip
         self.ablations: list[tuple[str, StyleTransfer]] = []
         if plan.ablation:
             prec = self.ours.precision
@@ -368,11 +376,13 @@ class DeviceRun:
         if self.backend is not None:
             self.backend.close()
 
-    def add(self, w: int, h: int, tile: int | None, path: str, fn: Callable[[], Any], pid: int | None = None) -> Row:
+    def add(self, w: int, h: int, tile: int | None, path: str, fn: Callable[[], Any], pid: int | None = None,
+            min_warmup: int = 0) -> Row:  # fmt: skip
         """Measure ``fn`` as one row."""
         tag = f"{self.dev_name} {w}x{h} {path}"
         self.progress(f"{tag} ...")
         repeats, warmup = _counts(self.plan, self.device, w, h)
+        warmup = max(warmup, min_warmup)
         times, mem, kind = measure(fn, self.device, repeats, warmup, pid)
         row = Row(self.dev_name, w, h, path, _median(times), times, mem, kind, tile)
         self.rows.append(row)
@@ -386,6 +396,8 @@ class DeviceRun:
         first = len(self.rows)
         base = self.add(w, h, tile, "baseline: fp32, style re-encoded", baseline_fn(self.baseline, content, self.styles[0], tile))
         self.add(w, h, tile, f"ours: cached style, {ours.precision}", lambda: ours.stylize(content, stats[0], tile=tile))
+        for mode, m in self.compiled:
+            self.add(w, h, tile, f"ours + compile {mode}", partial(m.stylize, content, stats[0], tile=tile), min_warmup=3)
         for label, m in self.ablations:
             self.add(w, h, tile, f"ablation: {label}", partial(m.stylize, content, m.encode_style(self.styles[0]), tile=tile))
         one_region: Row | None = None
@@ -411,7 +423,7 @@ class DeviceRun:
     def end_to_end(self, w: int, h: int, tile: int | None, content: torch.Tensor, dtypes: Sequence[str]) -> None:
         if self.backend is None:
             self.progress(f"{self.dev_name}: starting the backend ...")
-            self.backend = Backend(self.dev_name)
+            self.backend = Backend(self.dev_name, compile=self.plan.backend_compile)
         be = self.backend
         client = be.client
         assert client is not None
@@ -426,7 +438,9 @@ class DeviceRun:
                 reply = client.stylize(frame, sid, tile=tile)
                 compute.append(reply.timing.compute_ms / 1000)
 
-            r = self.add(w, h, tile, f"e2e tcp {dtype} RGBA", call, pid=be.proc.pid)
+            label = f"e2e tcp {dtype} RGBA" + (f", backend --compile {self.plan.backend_compile}"
+                                               if self.plan.backend_compile != "off" else "")  # fmt: skip
+            r = self.add(w, h, tile, label, call, pid=be.proc.pid, min_warmup=3 if self.plan.backend_compile != "off" else 0)
             served = _median(compute[-len(r.times) :])
             r.extra["backend_compute_s"] = served
             r.extra["overhead"] = (r.seconds - served) / served if served > 0 else math.nan
@@ -472,10 +486,10 @@ def check_targets(rows: Sequence[Row]) -> list[dict[str, Any]]:
             out.append({"target": "CUDA 4K end to end >= 15 fps", "measured": r.fps, "met": r.fps >= 15})
     for r in find("cuda", lambda r: r.path.startswith("ours")):
         if (r.width, r.height) == (1920, 1080):
-            out.append({"target": "CUDA 1080p: ours >= 10x baseline", "measured": r.ratio, "met": r.ratio >= 10})
+            out.append({"target": f"CUDA 1080p: {r.path} >= 10x baseline", "measured": r.ratio, "met": r.ratio >= 10})
         if (r.width, r.height) == SIZE_4K:
             gib = r.peak_mem_bytes / 2**30
-            out.append({"target": "CUDA 4K within 4 GB", "measured": gib, "met": gib <= 4.0})
+            out.append({"target": f"CUDA 4K within 4 GB ({r.path})", "measured": gib, "met": gib <= 4.0})
     return out
 
 
@@ -506,9 +520,22 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--skip-4k", action="store_true", help="leave out 3840x2160 (tiled)")
     p.add_argument("--no-e2e", action="store_true", help="leave out the end-to-end rows through the backend")
     p.add_argument("--ablation", action="store_true", help="also time the paths this work replaced")
+    p.add_argument("--compile", default="", metavar="MODES",
+                   help="comma-separated torch.compile modes to time as extra rows: default, max-autotune, "
+                        "reduce-overhead (CUDA graphs; CUDA devices only)")  # fmt: skip
+    p.add_argument(
+        "--backend-compile",
+        default="off",
+        choices=("off", "default", "max-autotune", "reduce-overhead"),
+        help="--compile of the backend that the e2e rows go through (default off)",
+    )
     p.add_argument("--quick", action="store_true", help="tiny run for tests: 64x64, 1 repeat, no warm-up, no 4K")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the rows, targets and machine as JSON")
     args = p.parse_args(argv)
+    args.compile = tuple(m.strip() for m in args.compile.split(",") if m.strip())
+    bad = [m for m in args.compile if m not in ("default", "max-autotune", "reduce-overhead")]
+    if bad:
+        p.error(f"--compile {','.join(bad)}: use default, max-autotune or reduce-overhead")
     if (args.repeats is not None and args.repeats < 1) or (args.warmup is not None and args.warmup < 0):
         p.error("--repeats must be >= 1 and --warmup >= 0")
     return args
@@ -522,11 +549,13 @@ def make_plan(args: argparse.Namespace) -> Plan:
     if args.quick:
         sizes = args.sizes or [(64, 64)]
         warmup = args.warmup if args.warmup is not None else 0
-        return Plan(devices, sizes, args.repeats or 1, warmup, not args.no_e2e, args.ablation)
+        return Plan(devices, sizes, args.repeats or 1, warmup, not args.no_e2e, args.ablation,
+                    compile=args.compile, backend_compile=args.backend_compile)  # fmt: skip
     sizes = args.sizes or [parse_size(s) for s in DEFAULT_SIZES] + ([] if args.skip_4k else [SIZE_4K])
     if args.skip_4k:
         sizes = [s for s in sizes if s != SIZE_4K]
-    return Plan(devices, sizes, args.repeats, args.warmup, not args.no_e2e, args.ablation)
+    return Plan(devices, sizes, args.repeats, args.warmup, not args.no_e2e, args.ablation,
+                compile=args.compile, backend_compile=args.backend_compile)  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -192,3 +192,53 @@ def test_cuda_matches_cpu(device, content_img, style_imgs):
         out = gpu.stylize(content_img, gpu.encode_style(style_imgs[0]))
         ref = cpu.stylize(content_img, style_imgs[0])
         assert float((out - ref).abs().mean()) < (1e-3 if precision == "fp32" else 4 / 255), precision
+
+
+def test_compile_modes_are_checked():
+    from adain.model import check_compile_mode
+
+    with pytest.raises(InputError, match="unknown compile mode 'fast'"):
+        check_compile_mode("fast", torch.device("cpu"))
+    with pytest.raises(InputError, match="needs a CUDA device"):
+        check_compile_mode("reduce-overhead", torch.device("cpu"))
+    assert check_compile_mode("default", torch.device("cpu")) == "default"
+
+
+def test_compiled_networks_give_the_eager_result_on_cpu(model, content_img, style_imgs):
+    """torch.compile (inductor, C++ on the CPU) is an optimisation only: same pixels, regions and passes included."""
+    compiled = StyleTransfer(model.encoder, model.decoder, "cpu", "fp32", compile="default")
+    assert compiled.info()["compile"] == "default" and model.info()["compile"] == "off"
+    content = content_img[:, :64, :80]
+    stats = [model.encode_style(s) for s in style_imgs[:2]]
+    labels = (torch.arange(80) * 2 // 80).view(1, -1).expand(64, -1)
+    regions = [Region([stats[0]]), Region([stats[1]], alpha=0.5)]
+    got = compiled.stylize(content, regions=regions, masks=labels, passes=True)
+    ref = model.stylize(content, regions=regions, masks=labels, passes=True)
+    assert isinstance(got, StylizeResult) and isinstance(ref, StylizeResult)
+    torch.testing.assert_close(got.combined, ref.combined, atol=2e-4, rtol=0)
+    for g, r in zip(got.passes, ref.passes, strict=True):
+        torch.testing.assert_close(g, r, atol=2e-4, rtol=0)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("mode", ["default", "reduce-overhead"])
+def test_compiled_networks_on_cuda_match_eager(mode, content_img, style_imgs):
+    """CUDA graphs reuse their output buffers: passes decoded one after another must all survive."""
+    if not torch.cuda.is_available():
+        pytest.skip("CUDA is not available on this machine")
+    eager = StyleTransfer.load_default(device="cuda", precision="fp16")
+    fast = StyleTransfer(eager.encoder, eager.decoder, "cuda", "fp16", compile=mode)
+    stats = [eager.encode_style(s) for s in style_imgs[:3]]
+    h, w = content_img.shape[-2:]
+    labels = (torch.arange(w) * 3 // w).view(1, -1).expand(h, -1)
+    regions = [Region([s]) for s in stats]
+    for _ in range(3):  # graphs are recorded after warm-up runs; the replays are what must match
+        got = fast.stylize(content_img, regions=regions, masks=labels, passes=True)
+    ref = eager.stylize(content_img, regions=regions, masks=labels, passes=True)
+    assert isinstance(got, StylizeResult) and isinstance(ref, StylizeResult)
+    assert float((got.combined - ref.combined).abs().mean()) < 2 / 255
+    for g, r in zip(got.passes, ref.passes, strict=True):
+        assert float((g - r).abs().mean()) < 2 / 255
+    assert float((got.passes[0] - got.passes[1]).abs().mean()) > 1e-3  # each pass its own buffer, not the last one
+    tiled = fast.stylize(content_img, stats[0], tile=64)
+    assert float((tiled - eager.stylize(content_img, stats[0], tile=64)).abs().mean()) < 2 / 255

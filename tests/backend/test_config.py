@@ -23,6 +23,7 @@ def test_options_are_parsed():
     assert isinstance(config, Config)
     assert (config.device, config.precision, config.max_pixels, config.cache_size) == ("cuda:1", "bf16", 1000, 3)
     assert (config.log_level, config.frame_limit, config.max_queue) == ("debug", 5000, 2)
+    assert config.compile == "off" and parse_args(["--compile", "default"]).compile == "default"  # type: ignore[union-attr]
     keygen = parse_args(["--generate-keys", "/tmp/k", "--key-name", "studio"])
     assert keygen == KeygenRequest(Path("/tmp/k"), "studio")
 
@@ -32,6 +33,8 @@ def test_options_are_parsed():
     [
         (["--device", "gpu"], "use auto, cpu, cuda or cuda:N"),
         (["--precision", "fp8"], "fp8"),
+        (["--compile", "fast"], "invalid command line"),
+        (["--device", "cpu", "--compile", "reduce-overhead"], "needs --device cuda"),
         (["--log-level", "loud"], "loud"),
         (["--max-pixels", "10"], "at least 256"),
         (["--cache-size", "0"], "--cache-size must be at least 1"),

@@ -69,3 +69,28 @@ def test_size_parsing():
     with pytest.raises(Exception, match="use N, WxH"):
         bench.parse_size("big")
     assert bench.band_labels(10, 3, 4).unique().tolist() == [0, 1, 2, 3]
+
+
+def test_compile_rows_are_measured_and_bad_modes_refused(tmp_path):
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--no-e2e", "--compile", "default,reduce-overhead",
+           "--json", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=SCRIPT.parents[1])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = {r["path"]: r for r in json.loads(out.read_text())["rows"]}
+    assert "ours + compile default" in rows  # reduce-overhead (CUDA graphs) is left out on the CPU
+    assert not any("reduce-overhead" in p for p in rows)
+    assert rows["ours + compile default"]["ratio"] > 0 and len(rows["ours + compile default"]["times"]) == 1
+    bad = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--compile", "turbo"], capture_output=True, text=True,
+                         timeout=60, cwd=SCRIPT.parents[1])  # fmt: skip
+    assert bad.returncode == 2 and "--compile turbo: use default, max-autotune or reduce-overhead" in bad.stderr
+
+
+def test_pixel_bench_runs_and_checks_both_paths_agree():
+    script = SCRIPT.with_name("bench_pixels.py")
+    proc = subprocess.run([sys.executable, str(script), "--sizes", "512", "--device", "cpu", "--repeats", "1"],
+                          capture_output=True, text=True, timeout=120, cwd=SCRIPT.parents[1])  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| cpu | 512×512 |")]
+    assert [r.split("|")[3].strip() for r in rows] == ["float16", "uint8"]
+    assert all(r.rstrip(" |").endswith("×") for r in rows)
