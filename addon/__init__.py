@@ -3,7 +3,8 @@
 Modules without bpy (testable anywhere): ``protocol`` (the wire format, shared with the backend), ``client``
 (ZeroMQ), ``process`` (starting/stopping a local backend), ``frames`` (what a frame asks and how the answer is
 composed), ``cryptomatte`` (soft masks), ``png16``. Blender-facing: ``properties``, ``operators``, ``panels``,
-``render`` (the Cycles hook), ``colour`` (view transform round trip), ``compositor`` (the node group), ``link``.
+``render`` (the Cycles hook), ``colour`` (view transform round trip), ``compositor`` (the node group), ``engine``
+(keeps the node group out of non-Cycles renders), ``link``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ _registered: list[type] = []
 def register() -> None:
     import bpy
 
-    from . import operators, panels, properties, render
+    from . import engine, operators, panels, properties, render
 
     for cls in (*properties.CLASSES, *operators.CLASSES, *panels.CLASSES):
         bpy.utils.register_class(cls)
@@ -23,14 +24,20 @@ def register() -> None:
     render.install()
     bpy.app.handlers.render_init.append(render.on_render_init)
     bpy.app.handlers.load_post.append(render.on_load_post)
+    bpy.app.handlers.render_init.append(engine.on_render_init)
+    bpy.app.handlers.load_post.append(engine.on_load_post)
+    engine.watch()
 
 
 def unregister() -> None:
     import bpy
 
-    from . import link, properties, render
+    from . import engine, link, properties, render
 
-    hooks = ((bpy.app.handlers.render_init, render.on_render_init), (bpy.app.handlers.load_post, render.on_load_post))
+    engine.unwatch()
+    init, load = bpy.app.handlers.render_init, bpy.app.handlers.load_post
+    hooks = ((init, render.on_render_init), (load, render.on_load_post), (init, engine.on_render_init),
+             (load, engine.on_load_post))  # fmt: skip
     for handlers, fn in hooks:
         if fn in handlers:
             handlers.remove(fn)

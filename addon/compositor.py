@@ -133,3 +133,27 @@ def remove(scene: bpy.types.Scene) -> None:
     if src is not None:
         for to in targets:
             tree.links.new(src, to)
+
+
+AUTO_MUTED = "adain_auto_muted"  # custom property on the group node: the add-on muted it (not the user)
+
+
+def sync_engine(scene: bpy.types.Scene) -> bool:
+    """Keep the group node in step with the render engine; True where it stylizes.
+
+    Only Cycles renders get the AdaIN pass. With any other engine (EEVEE, Workbench) the node's Stylized input has
+    no source and would blend the render with black, so the node is muted (it then passes Image through) and marked
+    as muted by the add-on; back on Cycles, a node the add-on muted is unmuted. A node the user muted stays muted.
+    """
+    tree = scene.compositing_node_group if _new_5x() else scene.node_tree
+    node = tree.nodes.get(NODE) if tree is not None else None
+    if node is None:
+        return False
+    cycles = scene.render.engine == "CYCLES"
+    if not cycles and not node.mute:
+        node.mute = True
+        node[AUTO_MUTED] = True
+    elif cycles and node.mute and node.get(AUTO_MUTED):
+        node.mute = False
+        del node[AUTO_MUTED]
+    return cycles and not node.mute

@@ -41,6 +41,7 @@ class ADAIN_OT_setup(bpy.types.Operator):
         except RuntimeError as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
+        compositor.sync_engine(scene)  # unmute a node muted while the scene rendered with another engine
         colour.prepare()
         st = _settings(context)
         st.enabled = True

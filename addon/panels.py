@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import bpy
 
-from . import render
+from . import engine, render
 
 
 class ADAIN_PT_stylize(bpy.types.Panel):
@@ -20,6 +22,10 @@ class ADAIN_PT_stylize(bpy.types.Panel):
         layout = self.layout
         scene = context.scene
         st = scene.adain
+        if st.enabled and (message := engine.engine_message(scene)):
+            box = layout.box()
+            for i, line in enumerate(textwrap.wrap(message, 48)):
+                box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
         if scene.render.engine != "CYCLES" or not any(n == "AdaIN Stylize" for n in _node_names(scene)):
             layout.operator("adain.setup", icon="NODE_COMPOSITING")
         col = layout.column()

@@ -1,0 +1,49 @@
+"""Other render engines in real Blender: AdaIN stylizes Cycles renders only, and an EEVEE render must come out as
+the plain render (not blended with the missing AdaIN pass, which is black), with the reason said."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from tests.blender.scene import fresh_scene, render_still, set_slot
+
+from addon import compositor, render  # isort: skip  (scene.py put the repository on sys.path)
+
+EEVEE = "BLENDER_EEVEE_NEXT" if bpy.app.version < (5, 0, 0) else "BLENDER_EEVEE"
+
+
+def _node(scene: bpy.types.Scene) -> bpy.types.Node:
+    tree = scene.compositing_node_group if bpy.app.version >= (5, 0, 0) else scene.node_tree
+    return tree.nodes[compositor.NODE]
+
+
+def test_eevee_render_is_the_plain_render_and_says_why(tmp_path: Path) -> None:
+    scene = fresh_scene(48, 32)
+    set_slot(scene, 0, "All", "OTHER", "style_wesnoth_trow_great_tree.jpg")
+    scene.render.engine = EEVEE
+    scene.eevee.taa_render_samples = 4
+    with_node = render_still(scene, tmp_path / "adain_on.png")
+    assert _node(scene).mute, "the AdaIN node must be bypassed in a non-Cycles render"
+    assert "Cycles renders only" in render.STATUS.message and "EEVEE" in render.STATUS.message
+    compositor.remove(scene)
+    plain = render_still(scene, tmp_path / "plain.png")
+    assert float(plain.mean()) > 40  # a lit scene, not black
+    assert np.abs(with_node - plain).max() <= 1
+
+
+def test_back_on_cycles_the_node_works_again_but_a_user_mute_stays() -> None:
+    scene = fresh_scene(48, 32)
+    scene.render.engine = EEVEE
+    assert compositor.sync_engine(scene) is False and _node(scene).mute
+    scene.render.engine = "CYCLES"
+    assert compositor.sync_engine(scene) is True and not _node(scene).mute
+    _node(scene).mute = True  # the user bypasses the node on purpose
+    scene.render.engine = EEVEE
+    compositor.sync_engine(scene)
+    scene.render.engine = "CYCLES"
+    assert compositor.sync_engine(scene) is False and _node(scene).mute
+    scene.render.engine = EEVEE
+    assert bpy.ops.adain.setup() == {"FINISHED"} and scene.render.engine == "CYCLES"
