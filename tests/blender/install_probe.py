@@ -7,6 +7,10 @@ enable-on-install (what Edit > Preferences > Get Extensions > Install from Disk 
 bundled wheels and the add-on's modules and disables the add-on again. The bpy environment's own pyzmq
 and msgpack are hidden from imports, as a real Blender has neither: they must come from the extension's
 wheels. The report is written whatever happens; an exception lands in its "error" entry.
+
+With ``ADAIN_PROBE_REMOTE`` set (JSON: endpoint, server_public_key, client_secret_key, style, out_dir), the
+installed add-on is also pointed at that backend through its preferences (Connect to backend, CurveZMQ key
+files, as a studio sets it up) and renders one Cycles frame stylized and one plain.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import json
+import os
 import site
 import sys
 import traceback
@@ -93,10 +98,61 @@ def run(zip_path: str, report: dict[str, Any]) -> None:
     report["client_has_Client"] = hasattr(modules["client"], "Client")
     report["protocol_version"] = getattr(modules["protocol"], "PROTOCOL_VERSION", None)
 
+    remote = os.environ.get("ADAIN_PROBE_REMOTE")
+    if remote:
+        report["remote"] = remote_render(json.loads(remote))
+
     errors: list[str] = []
     addon_utils.disable(MODULE, default_set=True, handle_error=lambda ex: errors.append(repr(ex)))
     report["disable_errors"] = errors
     report["enabled_after_disable"] = MODULE in prefs.addons
+
+
+def remote_render(cfg: dict[str, str]) -> dict[str, Any]:
+    """Preferences -> remote CURVE backend; render the startup scene stylized, then plain; compare."""
+    import bpy
+    import numpy as np
+
+    for var in ("ADAIN_BACKEND", "ADAIN_BACKEND_COMMAND"):  # the preferences must be what decides
+        os.environ.pop(var, None)
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.mode = "REMOTE"
+    prefs.endpoint = cfg["endpoint"]
+    prefs.server_public_key = cfg["server_public_key"]
+    prefs.client_secret_key = cfg["client_secret_key"]
+    render = importlib.import_module(f"{MODULE}.render")
+
+    scene = bpy.context.scene
+    scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 48, 32, 100
+    scene.render.image_settings.file_format = "PNG"
+    assert bpy.ops.adain.setup() == {"FINISHED"}
+    scene.cycles.device, scene.cycles.samples, scene.cycles.use_denoising = "CPU", 4, False
+    scene.adain.slots[0].styles.add().image = bpy.data.images.load(cfg["style"])
+
+    def still(name: str) -> np.ndarray:
+        scene.render.filepath = str(Path(cfg["out_dir"]) / name)
+        bpy.ops.render.render(write_still=True)
+        img = bpy.data.images.load(scene.render.filepath, check_existing=False)
+        img.colorspace_settings.name = "Non-Color"
+        px = np.empty(img.size[0] * img.size[1] * 4, np.float32)
+        img.pixels.foreach_get(px)
+        return np.round(px * 255)
+
+    out: dict[str, Any] = {}
+    stylized = still("remote.png")
+    out["ok"], out["message"] = render.STATUS.ok, render.STATUS.message
+    out["stylized_frames"] = list(render.STATUS.stylized_frames)
+    out["curve_settings"] = render_settings_curve(importlib.import_module(f"{MODULE}.link"))
+    scene.adain.enabled = False
+    plain = still("plain.png")
+    out["max_diff"] = float(np.abs(stylized - plain).max())
+    out["plain_mean"] = float(plain.mean())
+    return out
+
+
+def render_settings_curve(link: ModuleType) -> bool:
+    """Whether the settings the add-on connects with carry CURVE keys."""
+    return link.settings().curve is not None
 
 
 def main() -> None:

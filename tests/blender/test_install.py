@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import socket
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("install_probe.py")
@@ -26,6 +30,13 @@ def _bpy_scripts() -> Path:
     found = sorted(Path(spec.origin).parent.glob("*/scripts/addons_core/bl_pkg"))
     assert found, f"no bl_pkg (Blender's extension system) under {Path(spec.origin).parent}"
     return found[-1].parents[1]
+
+
+def _backend_python() -> str:
+    py = os.environ.get("ADAIN_BACKEND_PYTHON") or str(REPO / ".venv" / "bin" / "python")
+    if not Path(py).is_file():
+        pytest.skip(f"no backend Python at {py}: run scripts/setup_env.sh or set ADAIN_BACKEND_PYTHON")
+    return py
 
 
 def _install(zip_path: Path, env: dict[str, str], tmp_path: Path) -> tuple[dict[str, Any], str]:
@@ -101,3 +112,40 @@ def test_install_from_disk_enables_the_addon_with_its_wheels(
     assert report["disable_errors"] == [], output
     assert not report["enabled_after_disable"]
     assert "Traceback" not in output, output  # nothing failed quietly (a handler, a timer, a log line)
+
+
+def test_installed_addon_renders_through_a_remote_backend_with_curve_keys(
+    addon_zip: Path, blender_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A studio's setup: the backend elsewhere, reachable only with CurveZMQ keys; the add-on, installed from its
+    zip, is told where it is and which key files to use in its preferences (no environment variables)."""
+    py = _backend_python()
+    keys, clients = tmp_path / "keys", tmp_path / "clients"
+    for name in ("server", "client"):
+        subprocess.run([py, "-m", "backend", "--generate-keys", str(keys), "--key-name", name], cwd=REPO, check=True,
+                       capture_output=True, timeout=120)  # fmt: skip
+    clients.mkdir()
+    (clients / "client.key").write_bytes((keys / "client.key").read_bytes())  # only the client's public key
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    endpoint = f"tcp://127.0.0.1:{port}"
+    cmd = [py, "-m", "backend", "--identity", "--device", "cpu", "--bind", endpoint,
+           "--curve-secret", str(keys / "server.key_secret"), "--curve-clients", str(clients)]  # fmt: skip
+    server = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        env = {k: v for k, v in blender_env.items() if k not in ("ADAIN_BACKEND", "ADAIN_BACKEND_COMMAND")}
+        env["ADAIN_PROBE_REMOTE"] = json.dumps({
+            "endpoint": endpoint, "server_public_key": str(keys / "server.key"),
+            "client_secret_key": str(keys / "client.key_secret"),
+            "style": str(REPO / "adain" / "data" / "samples" / "style_wesnoth_trow_great_tree.jpg"), "out_dir": str(tmp_path),
+        })  # fmt: skip
+        report, output = _install(addon_zip, env, tmp_path)
+    finally:
+        server.terminate()
+        server_log = server.communicate(timeout=60)[1]
+    assert "error" not in report, f"{report['error']}\n{output}\n--- backend\n{server_log}"
+    remote = report["remote"]
+    assert remote["curve_settings"] is True
+    assert remote["ok"] and remote["stylized_frames"] == [1], f"{remote}\n{output}\n--- backend\n{server_log}"
+    assert remote["plain_mean"] > 20 and remote["max_diff"] <= 1, remote  # identity backend: the render comes back
