@@ -15,7 +15,13 @@ paper's losses with the frozen encoder f for
 Lc = MSE(f(x)_relu4_1, t); Ls = sum over relu1_1..relu4_1 of MSE(mean) + MSE(std) against f(s).
 Writes OUT/quality.md (table, settings, the paper's goals met or not) and OUT/contact_sheet.png (style
 thumbnails across, content thumbnails down, our output in each cell). Ctrl-C stops after printing the
-pairs finished so far and writes nothing.
+pairs finished so far and writes nothing (the reference cache keeps the pairs it finished).
+
+The optimisation does not depend on the decoder, and it is ~97 % of the run: ``--reference-cache FILE``
+keeps its losses per pair in a JSON file, keyed by a hash of the two images, the encoder's weights, the
+image size, the iteration counts, the line search and the style weight, so re-evaluating a newly trained
+decoder on the same pairs takes seconds. Anything that changes the key recomputes; the report says how
+many pairs came from the cache.
 
 The default (--line-search none) runs L-BFGS as the paper's reference did (its footnote 1: Johnson's
 neural-style, which uses fixed unit steps, one loss + gradient evaluation per iteration). The loss is
@@ -30,6 +36,8 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import hashlib
+import json
 import os
 import platform
 import statistics
@@ -106,7 +114,75 @@ class PairResult:
     seconds: dict[str, float]  # method key -> wall time to produce that image
     evals: dict[str, int]  # Gatys keys -> loss + gradient evaluations spent
     stylized: torch.Tensor  # our output, (3, H, W) on the CPU
-    optimised: torch.Tensor  # the optimised image after the last iteration, (3, H, W) on the CPU
+    optimised: torch.Tensor | None  # the optimised image after the last iteration, (3, H, W) on the CPU; None if cached
+    cached: bool = False  # the Gatys entries came from the reference cache
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The optimisation's results on one pair (Gatys keys only): what the reference cache stores."""
+
+    losses: dict[str, Measure]
+    seconds: dict[str, float]
+    evals: dict[str, int]
+
+    @classmethod
+    def of(cls, result: PairResult) -> Reference:
+        keys = [k for k in result.losses if k.startswith("gatys@")]
+        return cls({k: result.losses[k] for k in keys}, {k: result.seconds[k] for k in keys}, dict(result.evals))
+
+
+def encoder_digest(encoder: Encoder) -> str:
+    """sha256 of the encoder's weights (names and float32 bytes): the cache key's notion of "same encoder"."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().float().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def reference_key(content: torch.Tensor, style: torch.Tensor, encoder_sha: str, iters: Sequence[int],
+                  line_search: str | None, style_weight: float) -> str:  # fmt: skip
+    """What the optimisation's result depends on, hashed: the exact pixels, the encoder and the settings."""
+    h = hashlib.sha256()
+    for img in (content, style):
+        h.update(str(tuple(img.shape)).encode())
+        h.update(img.detach().cpu().float().contiguous().numpy().tobytes())
+    h.update(json.dumps([encoder_sha, sorted(iters), line_search, style_weight]).encode())
+    return h.hexdigest()
+
+
+class ReferenceCache:
+    """A JSON file of ``Reference`` results by ``reference_key``; written after every new pair."""
+
+    VERSION = 1
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.entries: dict[str, dict] = {}
+        if path.is_file():
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as e:
+                raise InputError(f"reference cache {path} is unreadable ({e}); delete it to recompute") from e
+            if not isinstance(doc, dict) or doc.get("version") != self.VERSION:
+                raise InputError(f"reference cache {path} is not a version {self.VERSION} cache; delete it to recompute")
+            self.entries = dict(doc.get("entries", {}))
+
+    def get(self, key: str) -> Reference | None:
+        e = self.entries.get(key)
+        if e is None:
+            return None
+        return Reference({k: Measure(**m) for k, m in e["losses"].items()}, dict(e["seconds"]), dict(e["evals"]))
+
+    def put(self, key: str, ref: Reference, note: dict[str, str]) -> None:
+        self.entries[key] = {"losses": {k: vars(m) for k, m in ref.losses.items()}, "seconds": ref.seconds,
+                             "evals": ref.evals, **note}  # fmt: skip
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        tmp.write_text(json.dumps({"version": self.VERSION, "entries": self.entries}, indent=1, sort_keys=True) + "\n",
+                       encoding="utf-8")  # fmt: skip
+        tmp.replace(self.path)
 
 
 def method_keys(iters: Sequence[int]) -> list[str]:
@@ -210,8 +286,12 @@ def evaluate_pair(
     style_weight: float = STYLE_WEIGHT,
     line_search: str | None = None,
     on_iter: IterCallback | None = None,
+    reference: Reference | None = None,
 ) -> PairResult:
-    """All methods on one content (3, H, W) and style (3, H', W'), both in [0, 1]."""
+    """All methods on one content (3, H, W) and style (3, H', W'), both in [0, 1].
+
+    With ``reference`` (from the cache, for exactly these images and settings) the optimisation is not run.
+    """
     if not iters or min(iters) < 1:
         raise InputError(f"iteration counts must be positive, got {list(iters)}")
     enc = st.encoder
@@ -233,14 +313,22 @@ def evaluate_pair(
     seconds["ours"] = time.perf_counter() - t0
     losses["ours"] = measure(enc, out.to(st.device), t, c_feat, s_stats)
 
-    snaps = optimise(enc, c, t, s_stats, iters, style_weight, line_search, on_iter)
-    for k, snap in sorted(snaps.items()):
-        key = f"gatys@{k}"
-        losses[key] = measure(enc, snap.image, t, c_feat, s_stats)
-        seconds[key], evals[key] = snap.seconds, snap.evals
+    optimised = None
+    if reference is not None:
+        losses.update(reference.losses)
+        seconds.update(reference.seconds)
+        evals.update(reference.evals)
+    else:
+        snaps = optimise(enc, c, t, s_stats, iters, style_weight, line_search, on_iter)
+        for k, snap in sorted(snaps.items()):
+            key = f"gatys@{k}"
+            losses[key] = measure(enc, snap.image, t, c_feat, s_stats)
+            seconds[key], evals[key] = snap.seconds, snap.evals
+        optimised = snaps[max(snaps)].image[0].cpu()
     losses["content"] = measure(enc, c, t, c_feat, s_stats)
     seconds["content"] = 0.0
-    return PairResult(losses, seconds, evals, out[0].cpu(), snaps[max(snaps)].image[0].cpu())
+    losses = {k: losses[k] for k in method_keys(iters)}  # the report's order, cached or not
+    return PairResult(losses, seconds, evals, out[0].cpu(), optimised, cached=reference is not None)
 
 
 # ---------------------------------------------------------------------------------------- summary
@@ -445,6 +533,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     help="L-BFGS line search (none: fixed unit steps, one evaluation per iteration, as the paper)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     ap.add_argument("--thumb", type=int, default=128, help="contact sheet thumbnail side")
+    ap.add_argument("--reference-cache", type=Path, metavar="FILE",
+                    help="JSON file of the optimisation's results per pair, reused when images and settings match "
+                         "(e.g. docs/quality_reference.json)")  # fmt: skip
     args = ap.parse_args(argv)
     if args.contents < 1 or args.styles < 1:
         ap.error("--contents and --styles must be at least 1")
@@ -478,17 +569,31 @@ def run(args: argparse.Namespace) -> int:
     cells: dict[tuple[int, int], Image.Image] = {}
     started = dt.datetime.now().astimezone()
     t_start = time.perf_counter()
+    cache = ReferenceCache(args.reference_cache) if args.reference_cache else None
+    ref_keys: dict[tuple[int, int], str] = {}
+    if cache is not None:
+        enc_sha = encoder_digest(st.encoder)
+        ref_keys = {(i, j): reference_key(contents[i].image, styles[j].image, enc_sha, args.iters, args.line_search,
+                                          STYLE_WEIGHT) for i, j in pairs}  # fmt: skip
+    cached = {p: ref for p, k in ref_keys.items() if cache is not None and (ref := cache.get(k)) is not None}
     try:
-        with Progress(len(pairs) * (max(args.iters) + 1), "evaluate") as bar:
+        total = sum(1 if p in cached else max(args.iters) + 1 for p in pairs)
+        with Progress(total, "evaluate") as bar:
             for n, (i, j) in enumerate(pairs, 1):
 
                 def note(k: int, loss: float, n: int = n) -> None:
                     bar.update(1, f"pair {n}/{len(pairs)} it {k} L {loss:.4f}")
 
-                r = evaluate_pair(st, contents[i].image, styles[j].image, args.iters, STYLE_WEIGHT, args.line_search, note)
-                bar.update(1, f"pair {n}/{len(pairs)} done")
+                r = evaluate_pair(st, contents[i].image, styles[j].image, args.iters, STYLE_WEIGHT, args.line_search, note,
+                                  reference=cached.get((i, j)))  # fmt: skip
+                bar.update(1, f"pair {n}/{len(pairs)} done" + (" (optimisation from the cache)" if r.cached else ""))
                 results.append(r)
                 cells[(i, j)] = thumbnail(r.stylized, args.thumb)
+                if cache is not None and not r.cached:
+                    cache.put(ref_keys[(i, j)], Reference.of(r), {
+                        "content": contents[i].name, "style": styles[j].name, "size": str(args.size),
+                        "computed": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                        "device": device_description(st), "torch": torch.__version__})  # fmt: skip
     except KeyboardInterrupt:
         print(f"\ninterrupted after {len(results)} of {len(pairs)} pairs; nothing written", file=sys.stderr)
         if results:
@@ -507,6 +612,7 @@ def run(args: argparse.Namespace) -> int:
         "style weight λ": f"{STYLE_WEIGHT:g}",
         "L-BFGS iterations reported": ", ".join(str(k) for k in args.iters),
         "L-BFGS": f"lr 1, history 100, line search {args.line_search or 'none'}, clamp to [0, 1] after each iteration",
+        "optimisation results": _reference_note(results, args.reference_cache),
         "precision": "fp32",
         "total time": f"{elapsed / 60:.1f} min",
     }
@@ -520,6 +626,14 @@ def run(args: argparse.Namespace) -> int:
     sheet.save(args.out / "contact_sheet.png")
     print(f"wrote {args.out / 'quality.md'} and {args.out / 'contact_sheet.png'}")
     return 0
+
+
+def _reference_note(results: Sequence[PairResult], cache: Path | None) -> str:
+    reused = sum(r.cached for r in results)
+    if cache is None:
+        return f"computed in this run for all {len(results)} pairs"
+    return (f"{reused} of {len(results)} pairs reused from `{cache}` (computed earlier for the same pixels, encoder "
+            f"weights and settings; see the file for when and where), {len(results) - reused} computed in this run")  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -136,3 +136,30 @@ def test_ctrl_c_stops_cleanly_and_writes_nothing(ev, samples, tmp_path, monkeypa
     captured = capsys.readouterr()
     assert "interrupted after 1 of 2 pairs" in captured.err
     assert "| Content image" in captured.out  # the finished pair's table is still printed
+
+
+def test_reference_cache_reuses_the_optimisation_only_for_the_same_pairs_and_settings(ev, samples, tmp_path, monkeypatch):
+    corpus = _corpus(tmp_path / "corpus", samples)
+    cache = tmp_path / "reference.json"
+    args = ["--corpus", str(corpus), "--contents", "2", "--styles", "1", "--size", "32", "--thumb", "24",
+            "--reference-cache", str(cache)]  # fmt: skip
+    assert ev.main([*args, "--iters", "2", "--out", str(tmp_path / "first")]) == 0
+    first = (tmp_path / "first" / "quality.md").read_text(encoding="utf-8")
+    assert "0 of 2 pairs reused" in first and len(ev.json.loads(cache.read_text())["entries"]) == 2
+
+    runs = []
+    real = ev.optimise
+    monkeypatch.setattr(ev, "optimise", lambda *a, **k: runs.append(1) or real(*a, **k))
+    assert ev.main([*args, "--iters", "2", "--out", str(tmp_path / "second")]) == 0
+    second = (tmp_path / "second" / "quality.md").read_text(encoding="utf-8")
+    assert runs == [] and "2 of 2 pairs reused" in second
+    gatys = [line for line in first.splitlines() if line.startswith("| Gatys et al.")]
+    assert gatys and gatys[0].split("|")[2:4] == next(
+        line for line in second.splitlines() if line.startswith("| Gatys et al.")
+    ).split("|")[2:4]  # the same losses (times are the cached ones too)
+
+    assert ev.main([*args, "--iters", "3", "--out", str(tmp_path / "third")]) == 0  # other settings: recomputed
+    assert runs == [1, 1] and "0 of 2 pairs reused" in (tmp_path / "third" / "quality.md").read_text(encoding="utf-8")
+
+    cache.write_text("{not json")
+    assert ev.main([*args, "--iters", "2", "--out", str(tmp_path / "fourth")]) == 2  # a clear error, not a crash
