@@ -66,12 +66,19 @@ def ident(serve):
         yield client
 
 
+def exact_job(*args: object, **kwargs: object) -> FrameJob:
+    """A FrameJob whose frames and masks travel as float32, so identity round trips compare exactly
+    (the float16 default is tested on its own below)."""
+    kwargs.setdefault("wire", "float32")
+    return FrameJob(*args, **kwargs)  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------------------------ identity backend
 
 
 def test_one_slot_without_masks_gives_the_frame_back_exactly(ident):
     frame = image(c=4)
-    out = stylize_frame(ident, StyleIds(), FrameJob(frame, (slot("Main"),)), style_size=0)
+    out = stylize_frame(ident, StyleIds(), exact_job(frame, (slot("Main"),)), style_size=0)
     assert out.combined.shape == (24, 30, 3) and out.combined.dtype == np.float32
     np.testing.assert_array_equal(out.combined, frame[..., :3])
     assert out.slot_passes == {} and out.compute_ms > 0.0
@@ -84,7 +91,7 @@ def test_masked_slots_compose_back_to_the_render(ident):
     masks[1, :, 20:] = 1.0
     masks[0, :, 10] = 0.3  # anti-aliased edge: 0.3 slot, 0.7 render
     masks[1, :, 19] = 0.7
-    job = FrameJob(frame, (slot("Left"), slot("Right", (STYLE_B, 1.0))), masks)
+    job = exact_job(frame, (slot("Left"), slot("Right", (STYLE_B, 1.0))), masks)
     out = stylize_frame(ident, StyleIds(), job, style_size=0)
     exact = (masks.sum(axis=0) == 0.0) | (masks.max(axis=0) == 1.0)
     np.testing.assert_array_equal(out.combined[exact], frame[exact])  # covered: the backend's pixels; uncovered: the render
@@ -96,7 +103,7 @@ def test_slot_passes_come_back_under_the_slot_names(ident, requests):
     masks = np.zeros((3, 24, 30), np.float32)
     masks[0, :8], masks[1, 8:16], masks[2, 16:] = 1.0, 1.0, 1.0
     slots = (slot("Sky"), slot("Ground", preserve="luminance"), slot("Tree", (STYLE_B, 1.0), preserve="coral"))
-    out = stylize_frame(ident, StyleIds(), FrameJob(frame, slots, masks, slot_passes=True), style_size=0)
+    out = stylize_frame(ident, StyleIds(), exact_job(frame, slots, masks, slot_passes=True), style_size=0)
     assert sorted(out.slot_passes) == ["Ground", "Sky", "Tree"]
     for arr in out.slot_passes.values():
         assert arr.shape == (24, 30, 3)
@@ -108,10 +115,10 @@ def test_slot_passes_come_back_under_the_slot_names(ident, requests):
 def test_style_ids_send_each_style_once(ident, requests):
     ids = StyleIds()
     masks = np.stack([np.ones((24, 30), np.float32), np.zeros((24, 30), np.float32)])
-    job = FrameJob(image(seed=3), (slot("A", (STYLE_A, 1.0)), slot("B", (STYLE_A, 1.0), (STYLE_B, 3.0))), masks)
+    job = exact_job(image(seed=3), (slot("A", (STYLE_A, 1.0)), slot("B", (STYLE_A, 1.0), (STYLE_B, 3.0))), masks)
     stylize_frame(ident, ids, job, style_size=0)
     assert (requests.count("style.put"), requests.count("stylize")) == (2, 1)
-    stylize_frame(ident, ids, FrameJob(image(seed=4), job.slots, masks), style_size=0)  # next frame: no put
+    stylize_frame(ident, ids, exact_job(image(seed=4), job.slots, masks), style_size=0)  # next frame: no put
     assert (requests.count("style.put"), requests.count("stylize")) == (2, 2)
     stylize_frame(ident, ids, job, style_size=64)  # another size is another style for the backend
     assert requests.count("style.put") == 4
@@ -125,20 +132,20 @@ def test_style_files_are_keyed_by_content_and_put_once(ident, requests, samples,
     shutil.copyfile(samples / "style_wesnoth_painted_mountains.jpg", path)
     ids = StyleIds()
     frame = image(seed=5)
-    job = FrameJob(frame, (SlotJob("S", ((style_source_from_file(path), 1.0),)),))
+    job = exact_job(frame, (SlotJob("S", ((style_source_from_file(path), 1.0),)),))
     np.testing.assert_array_equal(stylize_frame(ident, ids, job, style_size=32).combined, frame)
-    job2 = FrameJob(frame, (SlotJob("S", ((style_source_from_file(path), 1.0),)),))  # re-read, unchanged file
+    job2 = exact_job(frame, (SlotJob("S", ((style_source_from_file(path), 1.0),)),))  # re-read, unchanged file
     stylize_frame(ident, ids, job2, style_size=32)
     assert requests.count("style.put") == 1
     shutil.copyfile(samples / "style_wesnoth_trow_great_tree.jpg", path)  # the file was replaced
-    job3 = FrameJob(frame, (SlotJob("S", ((style_source_from_file(path), 1.0),)),))
+    job3 = exact_job(frame, (SlotJob("S", ((style_source_from_file(path), 1.0),)),))
     stylize_frame(ident, ids, job3, style_size=32)
     assert requests.count("style.put") == 2
 
 
 def test_slots_at_alpha_zero_keep_the_render_without_asking_the_backend(ident, requests):
     frame = image(seed=6)
-    job = FrameJob(frame, (slot("Off", alpha=0.0),), slot_passes=True)
+    job = exact_job(frame, (slot("Off", alpha=0.0),), slot_passes=True)
     out = stylize_frame(ident, StyleIds(), job)
     np.testing.assert_array_equal(out.combined, frame)
     assert list(out.slot_passes) == ["Off"]
@@ -156,21 +163,21 @@ def test_cancelled_raises_and_the_client_stays_usable(ident):
         return True
 
     with pytest.raises(CancelledError, match="cancelled"):
-        stylize_frame(ident, ids, FrameJob(frame, (slot("S"),)), style_size=0, cancelled=cancelled)
+        stylize_frame(ident, ids, exact_job(frame, (slot("S"),)), style_size=0, cancelled=cancelled)
     assert calls
     assert issubclass(CancelledError, FrameError)
-    out = stylize_frame(ident, ids, FrameJob(frame, (slot("S"),)), style_size=0)  # the next frame still works
+    out = stylize_frame(ident, ids, exact_job(frame, (slot("S"),)), style_size=0)  # the next frame still works
     np.testing.assert_array_equal(out.combined, frame)
 
 
 def test_what_the_backend_refuses_is_a_frame_error_with_its_reason(ident):
     junk = SlotJob("Junk", ((StyleSource("junk", data=b"not an image"), 1.0),))
     with pytest.raises(FrameError, match=r"could not take a style image: cannot decode the style image .*send PNG or JPEG"):
-        stylize_frame(ident, StyleIds(), FrameJob(image(), (junk,)))
+        stylize_frame(ident, StyleIds(), exact_job(image(), (junk,)))
     with pytest.raises(FrameError, match=r"failed on this frame: .*frames must be at least 16x16"):
-        stylize_frame(ident, StyleIds(), FrameJob(image(8, 8), (slot("S"),)), style_size=0)
+        stylize_frame(ident, StyleIds(), exact_job(image(8, 8), (slot("S"),)), style_size=0)
     with pytest.raises(FrameError, match="has neither a file nor pixels"):
-        stylize_frame(ident, StyleIds(), FrameJob(image(), (SlotJob("Empty", ((StyleSource("empty"), 1.0),)),)))
+        stylize_frame(ident, StyleIds(), exact_job(image(), (SlotJob("Empty", ((StyleSource("empty"), 1.0),)),)))
 
 
 def test_style_file_that_cannot_be_read(tmp_path):
@@ -185,14 +192,14 @@ def test_a_backend_that_went_away_is_a_frame_error_saying_so(serve):
         client.connect()
         ids = StyleIds()
         frame = image(seed=8)
-        np.testing.assert_array_equal(stylize_frame(client, ids, FrameJob(frame, (slot("S"),)), style_size=0).combined, frame)
+        np.testing.assert_array_equal(stylize_frame(client, ids, exact_job(frame, (slot("S"),)), style_size=0).combined, frame)
         server.stop(timeout=10)
         t0 = time.monotonic()
         with pytest.raises(FrameError, match=r"the backend failed on this frame: .*did not answer within 1 s") as info:
-            stylize_frame(client, ids, FrameJob(frame, (slot("S"),)), style_size=0)  # style known: the frame times out
+            stylize_frame(client, ids, exact_job(frame, (slot("S"),)), style_size=0)  # style known: the frame times out
         assert isinstance(info.value.__cause__, ClientError)
         with pytest.raises(FrameError, match=r"did not answer within 1 s"):
-            stylize_frame(client, ids, FrameJob(frame, (slot("T", (STYLE_B, 1.0)),)), style_size=0)  # a new style: the put
+            stylize_frame(client, ids, exact_job(frame, (slot("T", (STYLE_B, 1.0)),)), style_size=0)  # a new style: the put
         assert time.monotonic() - t0 < 10
     finally:
         client.close()
@@ -216,17 +223,17 @@ def test_slot_validation():
 def test_frame_job_validation():
     one, two = (slot("A"),), (slot("A"), slot("B"))
     with pytest.raises(FrameError, match="no style slot is enabled"):
-        FrameJob(image(), ())
+        exact_job(image(), ())
     with pytest.raises(FrameError, match="2 style slots need masks"):
-        FrameJob(image(), two)
+        exact_job(image(), two)
     with pytest.raises(FrameError, match=r"masks are \(2, 30, 24\), expected \(2, 24, 30\)"):
-        FrameJob(image(), two, np.zeros((2, 30, 24), np.float32))
+        exact_job(image(), two, np.zeros((2, 30, 24), np.float32))
     with pytest.raises(FrameError, match=r"masks are \(1, 24, 30\), expected \(2, 24, 30\)"):
-        FrameJob(image(), two, np.zeros((1, 24, 30), np.float32))
+        exact_job(image(), two, np.zeros((1, 24, 30), np.float32))
     for bad in (image().astype(np.float64), image()[..., 0], image(c=2), image(c=5)):
         with pytest.raises(FrameError, match=r"frame must be \(H, W, 3\|4\) float32, got"):
-            FrameJob(bad, one)
-    assert FrameJob(image(c=4), one).masks is None
+            exact_job(bad, one)
+    assert exact_job(image(c=4), one).masks is None
 
 
 # ------------------------------------------------------------------------------------ edge cases
@@ -235,7 +242,7 @@ def test_frame_job_validation():
 def test_overlapping_slots_in_different_colour_modes_still_give_the_render_back(ident):
     frame = image(seed=9)
     masks = np.full((2, 24, 30), 0.8, np.float32)  # e.g. an object slot and a material slot on the same object
-    job = FrameJob(frame, (slot("Object"), slot("Material", preserve="luminance")), masks)
+    job = exact_job(frame, (slot("Object"), slot("Material", preserve="luminance")), masks)
     out = stylize_frame(ident, StyleIds(), job, style_size=0)
     np.testing.assert_allclose(out.combined, frame, atol=1e-6)
 
@@ -244,14 +251,14 @@ def test_a_frame_the_client_refuses_before_sending_is_a_frame_error(serve):
     """render.py catches FrameError and BackendError only: anything else loses the frame's plain-render fallback."""
     server = serve(identity=True, max_pixels=32 * 32)
     with Client(server.endpoint, timeout=5) as client:
-        job = FrameJob(image(40, 40), (slot("A"),))
+        job = exact_job(image(40, 40), (slot("A"),))
         with pytest.raises(FrameError, match="cannot take this frame"):
             stylize_frame(client, StyleIds(), job, style_size=0)
 
 
 def test_float64_masks_are_taken_as_float32(ident):
     frame = image()
-    job = FrameJob(frame, (slot("A"), slot("B")), np.full((2, 24, 30), 0.5))
+    job = exact_job(frame, (slot("A"), slot("B")), np.full((2, 24, 30), 0.5))
     assert job.masks is not None and job.masks.dtype == np.float32
     np.testing.assert_allclose(stylize_frame(ident, StyleIds(), job, style_size=0).combined, frame[..., :3], atol=1e-6)
 
@@ -293,7 +300,7 @@ def stats(model, src: StyleSource):
 
 def test_real_model_one_slot_with_a_style_mix(real, model, real_inputs):
     frame, (sa, sb) = real_inputs
-    job = FrameJob(frame, (SlotJob("Mix", ((sa, 1.0), (sb, 3.0)), alpha=0.8),))
+    job = exact_job(frame, (SlotJob("Mix", ((sa, 1.0), (sb, 3.0)), alpha=0.8),))
     out = stylize_frame(real, StyleIds(), job, style_size=0)
     want = model.stylize(chw(frame), [stats(model, sa), stats(model, sb)], 0.8, weights=[1.0, 3.0])
     np.testing.assert_allclose(out.combined, hwc(want), atol=1e-5)
@@ -314,7 +321,7 @@ def region_masks() -> np.ndarray:
 def test_real_model_soft_masks_blend_slots_and_keep_the_render_uncovered(real, model, real_inputs, requests):
     frame, (sa, sb) = real_inputs
     masks = region_masks()
-    job = FrameJob(frame, (SlotJob("A", ((sa, 1.0),)), SlotJob("B", ((sb, 1.0),), alpha=0.6)), masks, slot_passes=True)
+    job = exact_job(frame, (SlotJob("A", ((sa, 1.0),)), SlotJob("B", ((sb, 1.0),), alpha=0.6)), masks, slot_passes=True)
     out = stylize_frame(real, StyleIds(), job, style_size=0)
     assert requests.count("stylize") == 1
     regions = [Region([stats(model, sa)], alpha=1.0), Region([stats(model, sb)], alpha=0.6)]
@@ -333,7 +340,7 @@ def test_real_model_two_colour_modes_are_two_requests_composed_by_masks(real, mo
     frame, (sa, sb) = real_inputs
     masks = region_masks()
     slots = (SlotJob("Plain", ((sa, 1.0),)), SlotJob("Luma", ((sb, 1.0),), preserve_color="luminance"))
-    out = stylize_frame(real, StyleIds(), FrameJob(frame, slots, masks, slot_passes=True), style_size=0)
+    out = stylize_frame(real, StyleIds(), exact_job(frame, slots, masks, slot_passes=True), style_size=0)
     assert requests.count("stylize") == 2
     regions = [Region([stats(model, sa)]), Region([stats(model, sb)])]
     m = torch.from_numpy(masks)
@@ -351,7 +358,7 @@ def test_real_model_a_slot_at_alpha_zero_leaves_its_area_to_the_render(real, mod
     frame, (sa, sb) = real_inputs
     masks = region_masks()
     slots = (SlotJob("On", ((sa, 1.0),)), SlotJob("Off", ((sb, 1.0),), alpha=0.0))
-    out = stylize_frame(real, StyleIds(), FrameJob(frame, slots, masks, slot_passes=True), style_size=0)
+    out = stylize_frame(real, StyleIds(), exact_job(frame, slots, masks, slot_passes=True), style_size=0)
     assert requests.count("style.put") == 1  # the alpha-0 slot's style is not even sent
     res = model.stylize(chw(frame), regions=[Region([stats(model, sa)])], masks=torch.from_numpy(masks[:1]))
     want = hwc(res) * masks[0, ..., None] + frame * (1.0 - masks[0, ..., None])
@@ -359,3 +366,21 @@ def test_real_model_a_slot_at_alpha_zero_leaves_its_area_to_the_render(real, mod
     np.testing.assert_array_equal(out.combined[:48, 31:], frame[:48, 31:])
     np.testing.assert_array_equal(out.slot_passes["Off"], frame)
     assert sorted(out.slot_passes) == ["Off", "On"]
+
+
+def test_frames_and_masks_travel_as_float16_by_default_within_a_fraction_of_an_8bit_step(ident, monkeypatch):
+    frame = image(c=4)
+    masks = np.zeros((2, 24, 30), np.float32)
+    masks[0, :, :15], masks[1, :, 15:] = 1.0, 0.7
+    sent = []
+    real = ident.submit
+    monkeypatch.setattr(ident, "submit", lambda img, *a, **k: sent.append((img.dtype, k["masks"].dtype, k["output_dtype"]))
+                        or real(img, *a, **k))  # fmt: skip
+    job = FrameJob(frame, (slot("Left"), slot("Right", (STYLE_B, 1.0))), masks)
+    assert job.wire == "float16"
+    out = stylize_frame(ident, StyleIds(), job, style_size=0)
+    assert sent == [(np.dtype("float16"), np.dtype("float16"), "float16")]
+    assert out.combined.dtype == np.float32
+    assert float(np.abs(out.combined - frame[..., :3]).max()) <= 2.0**-11  # < 0.13/255
+    with pytest.raises(FrameError, match="wire dtype 'uint8'"):
+        FrameJob(frame, (slot("Main"),), wire="uint8")
