@@ -154,9 +154,11 @@ def test_reference_cache_reuses_the_optimisation_only_for_the_same_pairs_and_set
     second = (tmp_path / "second" / "quality.md").read_text(encoding="utf-8")
     assert runs == [] and "2 of 2 pairs reused" in second
     gatys = [line for line in first.splitlines() if line.startswith("| Gatys et al.")]
-    assert gatys and gatys[0].split("|")[2:4] == next(
-        line for line in second.splitlines() if line.startswith("| Gatys et al.")
-    ).split("|")[2:4]  # the same losses (times are the cached ones too)
+    assert (
+        gatys
+        and gatys[0].split("|")[2:4]
+        == next(line for line in second.splitlines() if line.startswith("| Gatys et al.")).split("|")[2:4]
+    )  # the same losses (times are the cached ones too)
 
     assert ev.main([*args, "--iters", "3", "--out", str(tmp_path / "third")]) == 0  # other settings: recomputed
     assert runs == [1, 1] and "0 of 2 pairs reused" in (tmp_path / "third" / "quality.md").read_text(encoding="utf-8")
