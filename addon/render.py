@@ -266,6 +266,11 @@ def _write_passes(engine: Any, layer_name: str, w: int, h: int, passes: dict[str
     engine.update_result(result)
 
 
+def esc_pressed(engine: Any) -> bool:
+    """Blender's break flag (Esc in the render window, Ctrl-C with ``blender -b``), polled while the backend works."""
+    return bool(engine.test_break())
+
+
 def process_result(engine: Any, snap: Snapshot) -> None:
     from . import link
 
@@ -292,7 +297,7 @@ def process_result(engine: Any, snap: Snapshot) -> None:
             if client is not _ids_client:
                 _ids.clear()
                 _ids_client = client
-            out = stylize_frame(client, _ids, job, style_size=snap.style_size, cancelled=engine.test_break)
+            out = stylize_frame(client, _ids, job, style_size=snap.style_size, cancelled=lambda: esc_pressed(engine))
             anchor = (combined, display)
             lin = colour.to_linear(snap.view, out.combined[::-1], anchor)
             lin[..., 3] = combined[..., 3]

@@ -243,3 +243,34 @@ def test_slot_without_style_is_reported(identity_backend: str, tmp_path: Path) -
     assert "has no style image" in render.STATUS.message
     scene.adain.enabled = False
     assert np.abs(out - render_still(scene, tmp_path / "plain.png")).max() == 0
+
+
+def test_esc_cancels_the_backend_request_keeps_the_plain_render_and_the_next_render_works(
+    model_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Esc in Blender makes ``RenderEngine.test_break()`` true; the bpy module has no window to press it in, and
+    ``test_break`` is a C function that Python cannot replace on the engine, so ``render.esc_pressed`` (the add-on's
+    one call of it) answers True, as after Esc pressed once the frame has been sent (the add-on polls it every 0.1 s
+    while it waits for the backend). The rest is real: Cycles, the backend, the cancel request, the plain frame."""
+    scene = fresh_scene(width=128, height=96)
+    set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
+    render_still(scene, tmp_path / "warm_up.png")  # style put and model warm, so the next request is a frame only
+    calls: list[int] = []
+
+    def esc_pressed(engine: object) -> bool:
+        calls.append(1)
+        return True
+
+    monkeypatch.setattr(render, "esc_pressed", esc_pressed)
+    with pytest.raises(RuntimeError, match="cancelled"):
+        render_still(scene, tmp_path / "cancelled.png")
+    assert calls and not render.STATUS.ok and "cancelled" in render.STATUS.message
+    bpy.data.images["Render Result"].save_render(str(tmp_path / "kept.png"), scene=scene)
+    kept = read_png(tmp_path / "kept.png")
+    monkeypatch.undo()
+    stylized = render_still(scene, tmp_path / "after.png")  # the client and backend are fine afterwards
+    assert render.STATUS.ok, render.STATUS.message
+    scene.adain.enabled = False
+    plain = render_still(scene, tmp_path / "plain.png")
+    assert np.abs(kept - plain).max() <= 1, "a cancelled frame shows the plain render"
+    assert np.abs(stylized - plain).mean() > 3.0
