@@ -66,3 +66,5 @@ def test_label_maps_keep_every_uint16_value(device):
     got = upload_labels(labels, torch.device(device))
     assert got.dtype == torch.int32 and got.cpu().tolist() == labels.tolist()
     assert upload_labels(labels.astype(np.uint8), torch.device(device)).cpu().tolist() == labels.astype(np.uint8).tolist()
+    signed = _read_only(np.array([[-1, 0], [3, 70000]], np.int32))  # int32 maps may hold "no region" values
+    assert upload_labels(signed, torch.device(device)).cpu().tolist() == [[-1, 0], [3, 70000]]
