@@ -127,7 +127,7 @@ def test_identity_round_trip_holds_with_exposure_and_gamma(identity_backend: str
 
 # ------------------------------------------------------------------------------ real stylization
 def test_per_material_styles_reach_the_compositor_output(model_backend: str, tmp_path: Path) -> None:
-    scene = fresh_scene()
+    scene = fresh_scene(width=256, height=192)  # objects large enough for their own feature statistics
     set_slot(scene, 0, "Warm", "MATERIALS", STYLE_WARM, ("Red",))
     set_slot(scene, 1, "Cool", "MATERIALS", STYLE_COOL, ("Blue",))
     stylized = render_still(scene, tmp_path / "stylized.png")
@@ -137,14 +137,26 @@ def test_per_material_styles_reach_the_compositor_output(model_backend: str, tmp
     assert render.STATUS.ok, render.STATUS.message
     assert np.abs(stylized - plain).mean() > 3.0, "the compositor output does not show the stylized frame"
 
+    # Each object takes its own slot's style: with the two styles swapped between the materials, each object's
+    # colour leans the other way (blue minus red chromaticity; the cool style is the bluer one).
     warm, cool = _chroma(_style_stats(STYLE_WARM)), _chroma(_style_stats(STYLE_COOL))
-    for obj, own, other in (("Cube", warm, cool), ("Sphere", cool, warm)):
+    assert cool[2] - cool[0] > warm[2] - warm[0]
+    group_factor(scene, 1.0)
+    set_slot(scene, 0, "Warm", "MATERIALS", STYLE_COOL, ("Red",))
+    set_slot(scene, 1, "Cool", "MATERIALS", STYLE_WARM, ("Blue",))
+    swapped = render_still(scene, tmp_path / "swapped.png")
+    assert render.STATUS.ok, render.STATUS.message
+
+    def blue_lean(px: np.ndarray) -> float:
+        c = _chroma(_stats(px))
+        return float(c[2] - c[0])
+
+    for obj, sign in (("Cube", -1.0), ("Sphere", 1.0)):  # Cube: warm first; Sphere: cool first
         rows, cols = object_box(scene, obj)
-        region = _chroma(_stats(stylized[rows, cols]))
-        d_own, d_other = np.abs(region - own).sum(), np.abs(region - other).sum()
-        assert d_own < d_other, f"{obj}: colour closer to the other slot's style ({d_own:.3f} vs {d_other:.3f})"
+        first, second = blue_lean(stylized[rows, cols]), blue_lean(swapped[rows, cols])
+        assert sign * (first - second) > 0.005, f"{obj}: its slot's style does not show ({first:.3f} vs {second:.3f})"
     # the floor and the sky belong to no slot: they keep the render
-    rows, cols = slice(2, 8), slice(2, 12)
+    rows, cols = slice(4, 16), slice(4, 24)
     assert np.abs(stylized[rows, cols] - plain[rows, cols]).max() <= 2
 
 
