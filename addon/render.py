@@ -267,7 +267,7 @@ def _write_passes(engine: Any, layer_name: str, w: int, h: int, passes: dict[str
 
 
 def esc_pressed(engine: Any) -> bool:
-    """Blender's break flag (Esc in the render window, Ctrl-C with ``blender -b``), polled while the backend works."""
+    """Blender's break flag (Esc in the render window), polled while the backend works."""
     return bool(engine.test_break())
 
 
