@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.scripts.script_loader import load_script
+
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
 
 
@@ -56,13 +58,7 @@ def test_table_and_targets_are_printed(quick):
 
 
 def test_size_parsing():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("adain_scripts_bench", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench
-    spec.loader.exec_module(bench)
+    bench = load_script("bench")
     assert bench.parse_size("512") == (512, 512)
     assert bench.parse_size("1920x1080") == bench.parse_size("1080p") == (1920, 1080)
     assert bench.parse_size("4K") == (3840, 2160)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 import tomllib
 import zipfile
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.scripts.script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "build_addon.py"
@@ -34,12 +34,7 @@ REAL_WHEELS = {
 
 @pytest.fixture(scope="module")
 def ba() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("adain_scripts_build_addon", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("build_addon")
 
 
 @pytest.fixture

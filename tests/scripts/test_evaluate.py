@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -13,6 +11,7 @@ import torch
 from PIL import Image
 
 from adain.images import load_image
+from tests.scripts.script_loader import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "evaluate.py"
 SIZE = 40
@@ -21,12 +20,7 @@ ITERS = (1, 4)
 
 @pytest.fixture(scope="module")
 def ev() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("adain_scripts_evaluate", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(module)
-    return module
+    return load_script("evaluate")
 
 
 @pytest.fixture(scope="module")

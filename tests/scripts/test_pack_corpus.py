@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -12,18 +10,14 @@ import pytest
 from PIL import Image
 
 from adain.train import _corpus_pools
+from tests.scripts.script_loader import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pack_corpus.py"
 
 
 @pytest.fixture(scope="module")
 def pc() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("adain_scripts_pack_corpus", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_script("pack_corpus")
 
 
 def _corpus(tmp: Path, samples: Path) -> Path:
