@@ -2,8 +2,9 @@
 
 Modules without bpy (testable anywhere): ``protocol`` (the wire format, shared with the backend), ``client``
 (ZeroMQ), ``process`` (starting/stopping a local backend), ``frames`` (what a frame asks and how the answer is
-composed), ``cryptomatte`` (soft masks), ``png16``. Blender-facing: ``properties``, ``operators``, ``panels``,
-``render`` (the Cycles hook), ``colour`` (view transform round trip), ``compositor`` (the node group), ``engine``
+composed), ``frame_task`` (backend work on a thread the UI polls), ``cryptomatte`` (soft masks), ``png16``.
+Blender-facing: ``properties``, ``operators``, ``panels``, ``render`` (the Cycles hook), ``restyle`` (the last
+render stylized again), ``colour`` (view transform round trip), ``compositor`` (the node group), ``engine``
 (keeps the node group out of non-Cycles renders), ``link``.
 """
 
@@ -42,6 +43,7 @@ def unregister() -> None:
         if fn in handlers:
             handlers.remove(fn)
     render.uninstall()
+    render.LAST_RENDER.clear()
     link.shutdown()
     properties.unregister_props()
     while _registered:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import bpy
 from bpy.props import IntProperty, StringProperty
 
 from . import colour, compositor, link
+from .frames import CancelledError, FrameError
 from .process import BackendError
 
 
@@ -194,6 +196,94 @@ class ADAIN_OT_backend_release(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class ADAIN_OT_restyle(bpy.types.Operator):
+    """Stylize the last rendered frame again with the style slots as they are now, without rendering it again
+    (into the image "AdaIN Restyle"; Esc cancels)"""
+
+    bl_idname = "adain.restyle"
+    bl_label = "Restyle Last Render"
+
+    _plan: Any = None
+    _task: Any = None
+    _timer: Any = None
+    _t0 = 0.0
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        from . import render
+
+        if not render.LAST_RENDER:
+            cls.poll_message_set("Render a frame with AdaIN on first (F12)")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:  # scripts and blender -b: blocking
+        from . import restyle
+
+        t0 = time.perf_counter()
+        try:
+            plan, task = restyle.start(context.scene)
+            task.wait()
+            images = restyle.finish(plan, task.result())
+        except (FrameError, BackendError) as e:
+            self.report({"ERROR"}, f"AdaIN: {e}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, restyle.message(plan, images, time.perf_counter() - t0))
+        return {"FINISHED"}
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:  # the UI: stays responsive, Esc cancels
+        from . import restyle
+
+        self._t0 = time.perf_counter()
+        try:
+            self._plan, self._task = restyle.start(context.scene)
+        except (FrameError, BackendError) as e:
+            self.report({"ERROR"}, f"AdaIN: {e}")
+            return {"CANCELLED"}
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        context.workspace.status_text_set(f"{self._task.progress}… (Esc cancels)")
+        return {"RUNNING_MODAL"}
+
+    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
+        from . import restyle
+
+        if event.type == "ESC" and event.value == "PRESS":
+            self._task.cancel()
+            context.workspace.status_text_set("AdaIN: cancelling the restyle…")
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER" or not self._task.done():
+            return {"PASS_THROUGH"}
+        self._end(context)
+        try:
+            images = restyle.finish(self._plan, self._task.result())
+        except CancelledError:
+            self.report({"WARNING"}, "AdaIN: restyle cancelled")
+            return {"CANCELLED"}
+        except (FrameError, BackendError) as e:
+            self.report({"ERROR"}, f"AdaIN: {e}")
+            return {"CANCELLED"}
+        except Exception as e:  # a bug of ours: say so instead of leaving the operator hanging
+            self.report({"ERROR"}, f"AdaIN: internal error while restyling ({type(e).__name__}: {e})")
+            return {"CANCELLED"}
+        restyle.show(context, images)
+        self.report({"INFO"}, restyle.message(self._plan, images, time.perf_counter() - self._t0))
+        return {"FINISHED"}
+
+    def cancel(self, context: bpy.types.Context) -> None:  # Blender ends the operator (file load, quit)
+        if self._task is not None:
+            self._task.cancel()
+        self._end(context)
+
+    def _end(self, context: bpy.types.Context) -> None:
+        if self._timer is not None:
+            context.window_manager.event_timer_remove(self._timer)
+            self._timer = None
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+
+
 CLASSES = (
     ADAIN_OT_setup,
     ADAIN_OT_slot_add,
@@ -204,4 +294,5 @@ CLASSES = (
     ADAIN_OT_backend_check,
     ADAIN_OT_backend_stop,
     ADAIN_OT_backend_release,
+    ADAIN_OT_restyle,
 )

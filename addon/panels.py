@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from . import engine, render
+from . import engine, render, restyle
 
 
 class ADAIN_PT_stylize(bpy.types.Panel):
@@ -70,6 +70,9 @@ class ADAIN_PT_stylize(bpy.types.Panel):
         status = render.STATUS
         if status.message:
             layout.label(text=status.message, icon="INFO" if status.ok else "ERROR")
+        row = layout.row()
+        row.operator("adain.restyle", icon="FILE_REFRESH")
+        row.label(text=restyle.describe_last())
         row = layout.row()
         row.operator("adain.backend_check", icon="CHECKMARK")
         row.operator("adain.backend_release", icon="TRASH")

@@ -20,8 +20,10 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,7 +31,17 @@ import bpy
 import numpy as np
 
 from . import colour, cryptomatte
-from .frames import CancelledError, FrameError, FrameJob, SlotJob, StyleIds, StyleSource, style_source_from_file, stylize_frame
+from .frames import (
+    CancelledError,
+    FrameError,
+    FrameJob,
+    FrameResult,
+    SlotJob,
+    StyleIds,
+    StyleSource,
+    style_source_from_file,
+    stylize_frame,
+)
 from .process import BackendError
 
 log = logging.getLogger("adain.render")
@@ -47,10 +59,51 @@ class RenderStatus:
     stylized_frames: list[int] = field(default_factory=list)
 
 
+@dataclass(frozen=True, eq=False)
+class RenderedLayer:
+    """One view layer of the last render AdaIN saw, kept so that "Restyle Last Render" can stylize it again
+    without rendering. Arrays are in Blender's row order (bottom row first)."""
+
+    scene: str
+    frame: int
+    layer: str
+    view: colour.View
+    combined: np.ndarray  # (H, W, 4) scene-linear, as rendered
+    display: np.ndarray  # (H, W, 4) display-referred, what the network is given
+    crypto: dict[str, list[np.ndarray]]  # "Object" / "Material" -> Cryptomatte passes (ranks that cover nothing dropped)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.combined.shape[1], self.combined.shape[0]
+
+
 STATUS = RenderStatus()
+LAST_RENDER: list[RenderedLayer] = []  # the layers of the last frame rendered with AdaIN on (replaced every frame)
 _ids = StyleIds()
 _ids_client: object | None = None
+_client_lock = threading.Lock()  # one user of the backend connection at a time: the render thread or a restyle
 _originals: dict[str, Callable[..., Any]] = {}
+
+
+def ids_for(client: object) -> StyleIds:
+    """The style ids known to ``client`` (forgotten when the connection is a new one). Hold ``client_lock``."""
+    global _ids_client
+    if client is not _ids_client:
+        _ids.clear()
+        _ids_client = client
+    return _ids
+
+
+@contextmanager
+def client_lock(cancelled: Callable[[], bool] = lambda: False) -> Iterator[None]:
+    """Hold the backend connection (ZeroMQ sockets are not thread-safe); waiting for it can be cancelled."""
+    while not _client_lock.acquire(timeout=0.1):
+        if cancelled():
+            raise CancelledError("stylization cancelled while another request used the backend")
+    try:
+        yield
+    finally:
+        _client_lock.release()
 
 
 def slot_pass_name(slot_name: str) -> str:
@@ -98,7 +151,7 @@ def _render(self: Any, depsgraph: bpy.types.Depsgraph) -> None:
         try:
             self._adain_snapshot = snapshot(scene) if hasattr(scene, "adain") else None
         except FrameError as e:
-            self._adain_snapshot = Snapshot(scene.frame_current, True, colour.View.of(scene), error=str(e))
+            self._adain_snapshot = Snapshot(scene.frame_current, True, colour.View.of(scene), error=str(e), scene=scene.name)
     _originals["render"](self, depsgraph)
 
 
@@ -197,13 +250,14 @@ class Snapshot:
     style_size: int = 512
     tile: int | None = None
     error: str = ""
+    scene: str = ""
 
 
 def snapshot(scene: bpy.types.Scene) -> Snapshot:
     st = scene.adain
     view = colour.View.of(scene)
     if not st.enabled:
-        return Snapshot(scene.frame_current, False, view)
+        return Snapshot(scene.frame_current, False, view, scene=scene.name)
     slots = []
     for slot in st.slots:
         if not slot.enabled:
@@ -218,11 +272,36 @@ def snapshot(scene: bpy.types.Scene) -> Snapshot:
         slots.append(SlotSnapshot(job, slot.target, names))
     if not slots:
         raise FrameError("AdaIN is on but no style slot is enabled: add a slot in Render properties > AdaIN Stylize")
-    return Snapshot(scene.frame_current, True, view, tuple(slots), bool(st.slot_passes), int(st.style_size), st.tile or None)
+    return Snapshot(
+        scene.frame_current, True, view, tuple(slots), bool(st.slot_passes), int(st.style_size), st.tile or None, scene=scene.name
+    )
 
 
-def build_job(snap: Snapshot, layer: Any, display: np.ndarray, w: int, h: int) -> FrameJob:
-    """The frame's request: slots and their soft masks from Cryptomatte, rows top to bottom."""
+class CryptoPasses:
+    """A render layer's Cryptomatte passes of each kind, read on first use and kept in ``read``."""
+
+    def __init__(self, layer: Any, w: int, h: int) -> None:
+        self._layer, self._w, self._h = layer, w, h
+        self.read: dict[str, list[np.ndarray]] = {}
+
+    def __call__(self, kind: str) -> list[np.ndarray]:
+        if kind not in self.read:
+            self.read[kind] = _crypto(self._layer, kind, self._w, self._h)
+        return self.read[kind]
+
+
+def _covering(passes: list[np.ndarray]) -> list[np.ndarray]:
+    """The passes up to the last one that covers anything (ranks are sorted by coverage; one is always kept)."""
+    n = 1
+    for i, p in enumerate(passes):
+        if np.any(p[..., 1]) or np.any(p[..., 3]):
+            n = i + 1
+    return passes[:n]
+
+
+def build_job(snap: Snapshot, crypto_passes: Callable[[str], list[np.ndarray]], display: np.ndarray, w: int, h: int) -> FrameJob:
+    """The frame's request: slots and their soft masks from Cryptomatte (``crypto_passes("Object")`` or
+    ``("Material")`` gives a kind's passes), rows top to bottom."""
     crypto: dict[str, list[np.ndarray]] = {}
     masks: list[np.ndarray | None] = []
     others = 0
@@ -233,7 +312,7 @@ def build_job(snap: Snapshot, layer: Any, display: np.ndarray, w: int, h: int) -
             continue
         kind = "Material" if slot.target == "MATERIALS" else "Object"
         if kind not in crypto:
-            crypto[kind] = _crypto(layer, kind, w, h)
+            crypto[kind] = crypto_passes(kind)
             if not crypto[kind]:
                 raise FrameError(
                     f"slot {slot.job.name!r} targets {slot.target.lower()} but the view layer has no Cryptomatte {kind} "
@@ -272,62 +351,88 @@ def esc_pressed(engine: Any) -> bool:
 
 
 def process_result(engine: Any, snap: Snapshot) -> None:
-    from . import link
-
-    global _ids_client
-    frame = snap.frame
     result = engine.get_result()
     w, h = result.resolution_x, result.resolution_y
-    for layer in result.layers:
-        combined = _pass_array(layer, "Combined", w, h)
-        if combined is None or layer.passes.find_by_name(PASS, "") is None:
-            continue
-        plain = {p.name: combined for p in layer.passes if p.name == PASS or p.name.startswith(PASS + " ")}
-        if not snap.enabled:
-            _write_passes(engine, layer.name, w, h, plain)
-            continue
-        t0 = time.perf_counter()
-        try:
-            if snap.error:
-                raise FrameError(snap.error)
-            engine.update_stats("", f"AdaIN: stylizing frame {frame} ({layer.name})")
-            display = colour.to_display(snap.view, combined)
-            job = build_job(snap, layer, display, w, h)
-            client = link.backend().client()
-            if client is not _ids_client:
-                _ids.clear()
-                _ids_client = client
-            out = stylize_frame(client, _ids, job, style_size=snap.style_size, cancelled=lambda: esc_pressed(engine))
-            anchor = (combined, display)
-            lin = colour.to_linear(snap.view, out.combined[::-1], anchor)
-            lin[..., 3] = combined[..., 3]
-            passes = {PASS: lin}
-            for name, arr in out.slot_passes.items():
-                p = colour.to_linear(snap.view, arr[::-1], anchor)
-                p[..., 3] = combined[..., 3]
-                passes[slot_pass_name(name)] = p
-            _write_passes(engine, layer.name, w, h, passes)
-        except CancelledError:
-            _write_passes(engine, layer.name, w, h, plain)
-            _fail(engine, frame, "AdaIN: stylization cancelled; this frame keeps the plain render")
-            return
-        except (FrameError, BackendError) as e:
-            _write_passes(engine, layer.name, w, h, plain)
-            _fail(engine, frame, f"AdaIN: frame {frame} not stylized, the plain render is kept: {e}")
-            return
-        except Exception as e:  # a bug of ours: still keep the plain render, and say where to look
-            log.exception("AdaIN failed on frame %s", frame)
-            _write_passes(engine, layer.name, w, h, plain)
-            _fail(engine, frame, f"AdaIN: internal error on frame {frame} ({type(e).__name__}: {e}); the plain render is kept")
-            return
-        msg = f"AdaIN: frame {frame} stylized in {time.perf_counter() - t0:.1f} s"
-        for warning in colour.check_view(snap.view):
-            msg += f" (warning: {warning})"
-        STATUS.frame, STATUS.ok, STATUS.message = frame, True, msg
-        STATUS.stylized_frames.append(frame)
-        STATUS.failed_frames.discard(frame)
-        engine.update_stats("", msg)
-        print(msg, file=sys.stderr, flush=True)
+    kept: list[RenderedLayer] = []
+    try:
+        for layer in result.layers:
+            combined = _pass_array(layer, "Combined", w, h)
+            if combined is None or layer.passes.find_by_name(PASS, "") is None:
+                continue
+            plain = {p.name: combined for p in layer.passes if p.name == PASS or p.name.startswith(PASS + " ")}
+            if not snap.enabled:
+                _write_passes(engine, layer.name, w, h, plain)
+                continue
+            if not _stylize_layer(engine, snap, layer, combined, plain, kept):
+                return
+    finally:
+        if kept:  # what Restyle Last Render works from (its Cryptomatte trimmed to the ranks that cover anything)
+            for rl in kept:
+                for kind, passes in rl.crypto.items():
+                    rl.crypto[kind] = _covering(passes)
+            LAST_RENDER[:] = kept
+
+
+def _stylize_layer(
+    engine: Any, snap: Snapshot, layer: Any, combined: np.ndarray, plain: dict[str, np.ndarray], kept: list[RenderedLayer]
+) -> bool:
+    """Stylize one view layer into its AdaIN pass(es); False (after reporting) when the frame failed."""
+    from . import link
+
+    frame = snap.frame
+    w, h = combined.shape[1], combined.shape[0]
+    t0 = time.perf_counter()
+    try:
+        engine.update_stats("", f"AdaIN: stylizing frame {frame} ({layer.name})")
+        display = colour.to_display(snap.view, combined)
+        crypto = CryptoPasses(layer, w, h)
+        if not getattr(engine, "is_animation", False):  # a still can be restyled with slots of either kind
+            crypto("Object"), crypto("Material")
+        kept.append(RenderedLayer(snap.scene, frame, layer.name, snap.view, combined, display, crypto.read))
+        if snap.error:
+            raise FrameError(snap.error)
+        job = build_job(snap, crypto, display, w, h)
+        client = link.backend().client()
+        cancelled = lambda: esc_pressed(engine)  # noqa: E731
+        with client_lock(cancelled):
+            out = stylize_frame(client, ids_for(client), job, style_size=snap.style_size, cancelled=cancelled)
+        _write_passes(engine, layer.name, w, h, layer_passes(snap.view, combined, display, out))
+    except CancelledError:
+        _write_passes(engine, layer.name, w, h, plain)
+        _fail(engine, frame, "AdaIN: stylization cancelled; this frame keeps the plain render")
+        return False
+    except (FrameError, BackendError) as e:
+        _write_passes(engine, layer.name, w, h, plain)
+        _fail(engine, frame, f"AdaIN: frame {frame} not stylized, the plain render is kept: {e}")
+        return False
+    except Exception as e:  # a bug of ours: still keep the plain render, and say where to look
+        log.exception("AdaIN failed on frame %s", frame)
+        _write_passes(engine, layer.name, w, h, plain)
+        _fail(engine, frame, f"AdaIN: internal error on frame {frame} ({type(e).__name__}: {e}); the plain render is kept")
+        return False
+    msg = f"AdaIN: frame {frame} stylized in {time.perf_counter() - t0:.1f} s"
+    for warning in colour.check_view(snap.view):
+        msg += f" (warning: {warning})"
+    STATUS.frame, STATUS.ok, STATUS.message = frame, True, msg
+    STATUS.stylized_frames.append(frame)
+    STATUS.failed_frames.discard(frame)
+    engine.update_stats("", msg)
+    print(msg, file=sys.stderr, flush=True)
+    return True
+
+
+def layer_passes(view: colour.View, combined: np.ndarray, display: np.ndarray, out: FrameResult) -> dict[str, np.ndarray]:
+    """The backend's answer as scene-linear passes in Blender's row order ("AdaIN", "AdaIN <slot>"), with the
+    render's alpha."""
+    anchor = (combined, display)
+    lin = colour.to_linear(view, out.combined[::-1], anchor)
+    lin[..., 3] = combined[..., 3]
+    passes = {PASS: lin}
+    for name, arr in out.slot_passes.items():
+        p = colour.to_linear(view, arr[::-1], anchor)
+        p[..., 3] = combined[..., 3]
+        passes[slot_pass_name(name)] = p
+    return passes
 
 
 def _fail(engine: Any, frame: int, message: str) -> None:
@@ -343,7 +448,9 @@ def _fail(engine: Any, frame: int, message: str) -> None:
 # ----------------------------------------------------------------------------- handlers
 @bpy.app.handlers.persistent
 def on_load_post(*_: Any) -> None:
-    """A file with AdaIN on gets its scratch datablocks on the main thread, before any render."""
+    """A file with AdaIN on gets its scratch datablocks on the main thread, before any render; the last render
+    of the previous file is forgotten (its scene and names are gone)."""
+    LAST_RENDER.clear()
     if any(getattr(sc, "adain", None) is not None and sc.adain.enabled for sc in bpy.data.scenes):
         colour.prepare()
 

@@ -20,9 +20,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.blender.backends import backend_command, use_backend
 
 # --- bpy availability --------------------------------------------------------------------------------------
 # Before bpy is first imported in this process, point Blender's user folders at a throw-away folder, so no
@@ -95,6 +98,27 @@ def blender_env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _BLENDER_USER_VARS}
     env["BLENDER_USER_RESOURCES"] = str(tmp_path / "blender-user")
     return env
+
+
+# --- backends for the add-on under test: a real backend subprocess that the add-on starts itself -------------------
+
+
+@pytest.fixture(scope="module")
+def identity_backend() -> Iterator[str]:
+    """A backend that sends frames back unchanged (``--identity``): for colour round trips and plumbing."""
+    yield from use_backend(backend_command("--identity", "--device", "cpu"))
+
+
+@pytest.fixture(scope="module")
+def model_backend() -> Iterator[str]:
+    """The real backend with the shipped decoder, on the CPU."""
+    yield from use_backend(backend_command("--device", "cpu"))
+
+
+@pytest.fixture
+def dead_backend() -> Iterator[str]:
+    """An address where no backend runs, and no command to start one."""
+    yield from use_backend(None)
 
 
 # --- process exit ----------------------------------------------------------------------------------------------

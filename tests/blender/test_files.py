@@ -9,7 +9,7 @@ from pathlib import Path
 import bpy
 
 from tests.blender.scene import fresh_scene, set_slot
-from tests.blender.test_render import STYLE_WARM, identity_backend  # noqa: F401  (a fixture)
+from tests.blender.test_render import STYLE_WARM
 
 from addon import compositor, render  # isort: skip  (scene.py put the repository on sys.path)
 
@@ -21,7 +21,7 @@ def _node(scene: bpy.types.Scene) -> bpy.types.Node:
     return tree.nodes[compositor.NODE]
 
 
-def test_a_saved_file_reopens_and_renders_its_animation_stylized(identity_backend: str, tmp_path: Path) -> None:  # noqa: F811
+def test_a_saved_file_reopens_and_renders_its_animation_stylized(identity_backend: str, tmp_path: Path) -> None:
     scene = fresh_scene(width=64, height=48)
     set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
     scene.frame_start, scene.frame_end = 1, 2

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import pytest
+from tests.blender.backends import backend_python
 
 REPO = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("install_probe.py")
@@ -30,13 +29,6 @@ def _bpy_scripts() -> Path:
     found = sorted(Path(spec.origin).parent.glob("*/scripts/addons_core/bl_pkg"))
     assert found, f"no bl_pkg (Blender's extension system) under {Path(spec.origin).parent}"
     return found[-1].parents[1]
-
-
-def _backend_python() -> str:
-    py = os.environ.get("ADAIN_BACKEND_PYTHON") or str(REPO / ".venv" / "bin" / "python")
-    if not Path(py).is_file():
-        pytest.skip(f"no backend Python at {py}: run scripts/setup_env.sh or set ADAIN_BACKEND_PYTHON")
-    return py
 
 
 def _install(zip_path: Path, env: dict[str, str], tmp_path: Path) -> tuple[dict[str, Any], str]:
@@ -119,7 +111,7 @@ def test_installed_addon_renders_through_a_remote_backend_with_curve_keys(
 ) -> None:
     """A studio's setup: the backend elsewhere, reachable only with CurveZMQ keys; the add-on, installed from its
     zip, is told where it is and which key files to use in its preferences (no environment variables)."""
-    py = _backend_python()
+    py = backend_python()
     keys, clients = tmp_path / "keys", tmp_path / "clients"
     for name in ("server", "client"):
         subprocess.run([py, "-m", "backend", "--generate-keys", str(keys), "--key-name", name], cwd=REPO, check=True,

@@ -8,17 +8,14 @@ does, for both Blender versions).
 from __future__ import annotations
 
 import os
-import shlex
-import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import bpy
 import numpy as np
 import pytest
 
+from tests.blender.backends import backend_command
 from tests.blender.scene import (
-    REPO,
     SAMPLES,
     fresh_scene,
     group_factor,
@@ -28,57 +25,10 @@ from tests.blender.scene import (
     set_slot,
 )
 
-from addon import link, render  # isort: skip  (scene.py put the repository on sys.path)
+from addon import render  # isort: skip  (scene.py put the repository on sys.path)
 
 STYLE_WARM = "style_wesnoth_trow_great_tree.jpg"  # yellow-green, high contrast
 STYLE_COOL = "style_wesnoth_painted_mountains.jpg"  # blue, soft
-
-
-def _backend_python() -> str:
-    py = os.environ.get("ADAIN_BACKEND_PYTHON") or str(REPO / ".venv" / "bin" / "python")
-    if not Path(py).is_file():
-        pytest.skip(f"no backend Python at {py}: run scripts/setup_env.sh or set ADAIN_BACKEND_PYTHON")
-    return py
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _use_backend(command: str | None) -> Iterator[str]:
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
-    old = {k: os.environ.get(k) for k in ("ADAIN_BACKEND", "ADAIN_BACKEND_COMMAND")}
-    os.environ["ADAIN_BACKEND"] = endpoint
-    if command:
-        os.environ["ADAIN_BACKEND_COMMAND"] = command
-    else:
-        os.environ.pop("ADAIN_BACKEND_COMMAND", None)
-    try:
-        yield endpoint
-    finally:
-        link.shutdown()
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@pytest.fixture(scope="module")
-def identity_backend() -> Iterator[str]:
-    yield from _use_backend(f"{shlex.quote(_backend_python())} -m backend --identity --device cpu")
-
-
-@pytest.fixture(scope="module")
-def model_backend() -> Iterator[str]:
-    yield from _use_backend(f"{shlex.quote(_backend_python())} -m backend --device cpu")
-
-
-@pytest.fixture
-def dead_backend() -> Iterator[str]:
-    yield from _use_backend(None)
 
 
 def _stats(pixels: np.ndarray) -> np.ndarray:
@@ -231,7 +181,7 @@ def test_dead_backend_keeps_the_plain_render_and_reruns_resume(dead_backend: str
     assert np.abs(kept - plain).max() <= 1
 
     # the backend comes back (identity mode is enough): re-running renders exactly the missing frames
-    os.environ["ADAIN_BACKEND_COMMAND"] = f"{shlex.quote(_backend_python())} -m backend --identity --device cpu"
+    os.environ["ADAIN_BACKEND_COMMAND"] = backend_command("--identity", "--device", "cpu")
     scene.adain.enabled = True
     scene.render.use_overwrite = False
     for p in tmp_path.iterdir():
