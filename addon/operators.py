@@ -11,6 +11,7 @@ from bpy.props import IntProperty, StringProperty
 from . import colour, compositor, link
 from .frames import CancelledError, FrameError
 from .process import BackendError
+from .properties import enable_motion_vectors
 
 
 def _settings(context: bpy.types.Context) -> Any:
@@ -38,6 +39,8 @@ class ADAIN_OT_setup(bpy.types.Operator):
             scene.render.engine = "CYCLES"
             self.report({"INFO"}, "Render engine set to Cycles (AdaIN stylizes Cycles renders)")
         enable_masks(scene)
+        if scene.adain.temporal > 0.0:
+            enable_motion_vectors(scene)
         try:
             compositor.install(scene)
         except RuntimeError as e:

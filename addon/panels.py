@@ -35,6 +35,7 @@ class ADAIN_PT_stylize(bpy.types.Panel):
         row.prop(st, "style_size")
         row.prop(st, "tile")
         col.prop(st, "slot_passes")
+        col.prop(st, "temporal")
         for i, slot in enumerate(st.slots):
             box = col.box()
             head = box.row()

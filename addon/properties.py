@@ -97,6 +97,17 @@ class ADAIN_StyleSlot(bpy.types.PropertyGroup):
     preserve_color: EnumProperty(name="Colour", items=PRESERVE_ITEMS, default="none")  # type: ignore[valid-type]
 
 
+def enable_motion_vectors(scene: bpy.types.Scene) -> None:
+    """Cycles' Vector pass on every view layer: what temporal smoothing follows."""
+    for vl in scene.view_layers:
+        vl.use_pass_vector = True
+
+
+def _temporal_changed(self: ADAIN_SceneSettings, context: bpy.types.Context) -> None:
+    if self.temporal > 0.0 and context.scene is not None:
+        enable_motion_vectors(context.scene)
+
+
 class ADAIN_SceneSettings(bpy.types.PropertyGroup):
     enabled: BoolProperty(  # type: ignore[valid-type]
         name="Stylize renders", description="Stylize every Cycles render of this scene (F12, Ctrl-F12, blender -b)",
@@ -119,6 +130,13 @@ class ADAIN_SceneSettings(bpy.types.PropertyGroup):
     tile: IntProperty(  # type: ignore[valid-type]
         name="Tile", description="Process large frames in tiles of this size (0: whole frame)", default=0, min=0, max=8192
     )
+    temporal: FloatProperty(  # type: ignore[valid-type]
+        name="Temporal smoothing",
+        description="Animations: blend each frame with the previous stylized frame, moved along Cycles' motion "
+        "vectors, where the render shows the same surface (less flicker and swimming; 0: off). Turns on the Vector "
+        "pass; needs Motion Blur off",
+        default=0.0, min=0.0, max=0.9, subtype="FACTOR", update=_temporal_changed,
+    )  # fmt: skip
     last_status: StringProperty(name="Status", default="")  # type: ignore[valid-type]
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import bpy
 import numpy as np
 
-from . import colour, cryptomatte
+from . import colour, cryptomatte, temporal
 from .frames import (
     CancelledError,
     FrameError,
@@ -78,6 +78,7 @@ class RenderedLayer:
 
 
 STATUS = RenderStatus()
+SMOOTHER = temporal.Smoother()  # the previous frame of an animation render, for temporal smoothing
 LAST_RENDER: list[RenderedLayer] = []  # the layers of the last frame rendered with AdaIN on (replaced every frame)
 _ids = StyleIds()
 _ids_client: object | None = None
@@ -251,6 +252,8 @@ class Snapshot:
     tile: int | None = None
     error: str = ""
     scene: str = ""
+    temporal: float = 0.0
+    motion_blur: bool = False
 
 
 def snapshot(scene: bpy.types.Scene) -> Snapshot:
@@ -273,8 +276,9 @@ def snapshot(scene: bpy.types.Scene) -> Snapshot:
     if not slots:
         raise FrameError("AdaIN is on but no style slot is enabled: add a slot in Render properties > AdaIN Stylize")
     return Snapshot(
-        scene.frame_current, True, view, tuple(slots), bool(st.slot_passes), int(st.style_size), st.tile or None, scene=scene.name
-    )
+        scene.frame_current, True, view, tuple(slots), bool(st.slot_passes), int(st.style_size), st.tile or None,
+        scene=scene.name, temporal=float(st.temporal), motion_blur=bool(scene.render.use_motion_blur),
+    )  # fmt: skip
 
 
 class CryptoPasses:
@@ -396,6 +400,7 @@ def _stylize_layer(
         cancelled = lambda: esc_pressed(engine)  # noqa: E731
         with client_lock(cancelled):
             out = stylize_frame(client, ids_for(client), job, style_size=snap.style_size, cancelled=cancelled)
+        out, note = _smooth(engine, snap, layer, job, out)
         _write_passes(engine, layer.name, w, h, layer_passes(snap.view, combined, display, out))
     except CancelledError:
         _write_passes(engine, layer.name, w, h, plain)
@@ -411,7 +416,7 @@ def _stylize_layer(
         _fail(engine, frame, f"AdaIN: internal error on frame {frame} ({type(e).__name__}: {e}); the plain render is kept")
         return False
     msg = f"AdaIN: frame {frame} stylized in {time.perf_counter() - t0:.1f} s"
-    for warning in colour.check_view(snap.view):
+    for warning in (*colour.check_view(snap.view), *([note] if note else [])):
         msg += f" (warning: {warning})"
     STATUS.frame, STATUS.ok, STATUS.message = frame, True, msg
     STATUS.stylized_frames.append(frame)
@@ -419,6 +424,23 @@ def _stylize_layer(
     engine.update_stats("", msg)
     print(msg, file=sys.stderr, flush=True)
     return True
+
+
+def _smooth(engine: Any, snap: Snapshot, layer: Any, job: FrameJob, out: FrameResult) -> tuple[FrameResult, str]:
+    """Temporal smoothing of an animation frame's AdaIN pass (see ``temporal``); a note when it cannot run."""
+    if not getattr(engine, "is_animation", False):
+        return out, ""
+    h, w = job.image.shape[:2]
+    flow, note = None, ""
+    if snap.temporal > 0.0:
+        if snap.motion_blur:
+            note = "no temporal smoothing while Motion Blur is on (Cycles writes no motion vectors then)"
+        elif (vector := _pass_array(layer, "Vector", w, h)) is None:
+            note = "temporal smoothing needs the Vector pass: View Layer > Passes > Data > Vector"
+        else:
+            flow = temporal.flow_from_vector(vector)
+    combined, _ = SMOOTHER.apply(layer.name, snap.frame, out.combined, job.image, flow, snap.temporal)
+    return FrameResult(combined, out.slot_passes, out.compute_ms), note
 
 
 def layer_passes(view: colour.View, combined: np.ndarray, display: np.ndarray, out: FrameResult) -> dict[str, np.ndarray]:
@@ -459,3 +481,4 @@ def on_load_post(*_: Any) -> None:
 def on_render_init(scene: bpy.types.Scene, *_: Any) -> None:
     STATUS.failed_frames.clear()
     STATUS.stylized_frames.clear()
+    SMOOTHER.reset()

@@ -4,6 +4,7 @@ waits); the UI's modal path runs the same ``restyle.start``/``finish`` with the 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import bpy
@@ -75,9 +76,12 @@ def test_cancelled_restyle_leaves_the_backend_usable(model_backend: str, tmp_pat
     scene = fresh_scene(width=128, height=96)
     set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
     render_still(scene, tmp_path / "first.png")
-    _plan, task = restyle.start(scene)
-    task.cancel()  # Esc, as the modal operator passes it on
-    assert task.wait(30)
+    with render.client_lock():  # a render is using the backend connection, so the restyle must wait for it...
+        _plan, task = restyle.start(scene)
+        time.sleep(0.3)
+        assert not task.done()
+        task.cancel()  # ...and Esc (the modal operator passes it on) ends the wait
+        assert task.wait(5)
     with pytest.raises(CancelledError):
         task.result()
     assert bpy.ops.adain.restyle() == {"FINISHED"}  # the lock and the connection were given back
