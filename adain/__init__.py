@@ -3,7 +3,7 @@
 This package knows nothing of ZeroMQ or Blender.
 """
 
-from adain.errors import AdainError, InputError, WeightsError
+from adain.errors import AdainError, CancelledError, InputError, WeightsError
 from adain.functional import adain, calc_mean_std, coral
 from adain.model import Region, StyleStats, StyleTransfer, StylizeResult
 from adain.networks import Decoder, Encoder
@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AdainError",
+    "CancelledError",
     "Decoder",
     "Encoder",
     "InputError",

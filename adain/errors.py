@@ -11,3 +11,7 @@ class WeightsError(AdainError):
 
 class InputError(AdainError, ValueError):
     """An image, mask or argument has the wrong shape, dtype, range or value."""
+
+
+class CancelledError(AdainError):
+    """The caller's ``should_stop()`` turned true while the networks ran (e.g. a cancelled backend request)."""

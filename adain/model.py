@@ -14,7 +14,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -22,7 +23,7 @@ from typing import Literal
 import torch
 
 from adain import functional as AF
-from adain.errors import InputError, WeightsError
+from adain.errors import CancelledError, InputError, WeightsError
 from adain.networks import Decoder, Encoder, check_image
 from adain.tiling import decode_tiled, encode_tiled
 from adain.weights import (
@@ -121,6 +122,18 @@ def check_compile_mode(mode: str, device: torch.device) -> str:
     return mode
 
 
+def _stop_hook(stop: threading.local) -> Callable[..., None]:
+    """A forward pre-hook raising ``CancelledError`` once this thread's ``stop.fn()`` is true (a plain closure: modules
+    that carry it can still be deep-copied)."""
+
+    def hook(module: torch.nn.Module, args: object) -> None:
+        fn = getattr(stop, "fn", None)
+        if fn is not None and fn():
+            raise CancelledError("stylization stopped: the caller cancelled it")
+
+    return hook
+
+
 class StyleTransfer:
     """Encoder + decoder on one device with one precision. Thread-compatible (no mutable state in calls)."""
 
@@ -167,6 +180,15 @@ class StyleTransfer:
             self._run_decoder = copy.deepcopy(self.decoder).to(self._net_dtype)
         self.compile = check_compile_mode(compile, self.device)
         self._cudagraphs = self.compile == "reduce-overhead"
+        # stylize(should_stop=...): checked before every convolution of eager networks (a hook would break compiled
+        # graphs, which are checked per tile and stage instead); per thread, so calls stay thread-compatible
+        self._stop = threading.local()
+        if self.compile == "off":
+            hook = _stop_hook(self._stop)
+            for net in {id(n): n for n in (self._run_encoder, self._run_decoder)}.values():
+                for m in net.modules():
+                    if isinstance(m, torch.nn.Conv2d):
+                        m.register_forward_pre_hook(hook)
         if self.compile != "off":
             mode = None if self.compile == "default" else self.compile
             self._run_encoder = torch.compile(self._run_encoder, mode=mode)  # type: ignore[assignment]
@@ -235,6 +257,7 @@ class StyleTransfer:
         """relu4_1 of (N, 3, H, W) in [0, 1], tiled when the image is larger than ``tile``; in the networks' dtype."""
 
         def enc(img: torch.Tensor) -> torch.Tensor:
+            self._check_stop()
             with self._run_precision():
                 self._graph_step()
                 out = self._run_encoder(self._to_device(img, self._net_dtype), last="relu4_1")["relu4_1"]
@@ -246,6 +269,7 @@ class StyleTransfer:
 
     def _decode(self, t: torch.Tensor, size: tuple[int, int], tile: int | None) -> torch.Tensor:
         def dec(f: torch.Tensor) -> torch.Tensor:
+            self._check_stop()
             with self._run_precision():
                 self._graph_step()
                 out = self._run_decoder(self._to_device(f, self._net_dtype))
@@ -256,6 +280,11 @@ class StyleTransfer:
         else:
             out = dec(t)[..., : size[0], : size[1]]
         return out.float().clamp_(0, 1)
+
+    def _check_stop(self) -> None:
+        fn = getattr(self._stop, "fn", None)
+        if fn is not None and fn():
+            raise CancelledError("stylization stopped: the caller cancelled it")
 
     def _graph_step(self) -> None:
         """Tell CUDA graph trees that a new, independent network call begins (inference, no backward)."""
@@ -319,6 +348,7 @@ class StyleTransfer:
         tile: int | None = None,
         passes: bool = False,
         on_device: bool = False,
+        should_stop: Callable[[], bool] | None = None,
     ) -> torch.Tensor | StylizeResult:
         """Stylize content (N, 3, H, W) or (3, H, W) floats in [0, 1]; returns the same shape, on the CPU
         (on the model's device with ``on_device=True``, e.g. to convert pixels there before one copy back).
@@ -333,7 +363,29 @@ class StyleTransfer:
                 (Gatys et al. 2016: transfer on luminance only, content's chroma kept).
             tile: process in tiles of this many pixels (statistics still over the whole image).
             passes: also return one full-frame pass per region; then the result is a ``StylizeResult``.
+            should_stop: polled before every convolution (eager networks; per tile and stage when compiled);
+                once it returns True the call raises ``adain.errors.CancelledError`` within one layer's time.
         """
+        previous = getattr(self._stop, "fn", None)
+        self._stop.fn = should_stop
+        try:
+            return self._stylize(content, style, alpha, weights, regions, masks, preserve_color, tile, passes, on_device)
+        finally:
+            self._stop.fn = previous
+
+    def _stylize(
+        self,
+        content: torch.Tensor,
+        style: StyleStats | torch.Tensor | Sequence[StyleStats | torch.Tensor] | None,
+        alpha: float,
+        weights: Sequence[float] | None,
+        regions: Sequence[Region] | None,
+        masks: torch.Tensor | None,
+        preserve_color: str,
+        tile: int | None,
+        passes: bool,
+        on_device: bool,
+    ) -> torch.Tensor | StylizeResult:
         single = isinstance(content, torch.Tensor) and content.dim() == 3
         x = check_image(content, "content")
         if preserve_color not in COLOR_MODES:

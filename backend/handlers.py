@@ -69,9 +69,10 @@ class Control(Protocol):
 
 @dataclass(frozen=True)
 class Work:
-    """Model work, run on the worker thread in arrival order; ``run`` returns the reply."""
+    """Model work, run on the worker thread in arrival order; ``run(should_stop)`` returns the reply and stops
+    early (a ``cancelled`` error) once ``should_stop()`` is true."""
 
-    run: Callable[[], Reply]
+    run: Callable[[Callable[[], bool]], Reply]
 
 
 class Handlers:
@@ -117,7 +118,7 @@ class Handlers:
             self._check_pixels("style image", h, w)
         max_pixels = self.config.max_pixels
 
-        def run() -> Reply:
+        def run(should_stop: Callable[[], bool]) -> Reply:  # one encode of a style: not worth stopping
             sid = style_id(req)
             known = self.service.lookup_style(sid)
             if known is not None:
@@ -153,11 +154,11 @@ class Handlers:
                                f"{self.config.cache_size} (--cache-size): start it with a larger cache")  # fmt: skip
         received = time.monotonic()
 
-        def run() -> Reply:
+        def run(should_stop: Callable[[], bool]) -> Reply:
             started = time.monotonic()
             dtype = req.output_dtype or req.image.dtype.name
             task = StylizeTask(req.image, req.regions, _model_masks(req.masks), req.preserve_color, req.passes, req.tile,
-                               dtype)  # fmt: skip
+                               dtype, should_stop)  # fmt: skip
             out = self.service.predict(task)
             done = time.monotonic()
             timing = Timing(round((started - received) * 1000, 3), round((done - started) * 1000, 3))

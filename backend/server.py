@@ -313,7 +313,7 @@ class Server:
     @staticmethod
     def _run(job: Job) -> Reply:
         try:
-            return job.work.run()
+            return job.work.run(lambda: job.state == "cancelled")  # a cancel stops the networks within a layer
         except BackendError as e:
             return ErrorReply(job.request_id, job.op, e.code, e.message, e.style)
         except Exception:

@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import overload
 
 import numpy as np
 import torch
 
-from adain import AdainError, InputError, Region, StyleStats, StyleTransfer, StylizeResult
+from adain import AdainError, CancelledError, InputError, Region, StyleStats, StyleTransfer, StylizeResult
 from addon.protocol import ErrorCode, ModelInfo, Passes, RegionSpec
 from backend.config import Config
 from backend.device_pixels import as_tensor, download_frame, upload_frame, upload_labels
@@ -45,6 +46,7 @@ class StylizeTask:
     passes: Passes
     tile: int | None
     output_dtype: str
+    should_stop: Callable[[], bool] | None = field(default=None, compare=False)  # polled between network layers
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,8 @@ class ModelService:
                 f"the device ran out of memory ({str(e).splitlines()[0]}): set tile (e.g. 1024), send smaller frames, "
                 "or stop other programs using the GPU",
             ) from e
+        except CancelledError as e:
+            raise BackendError(ErrorCode.CANCELLED, "cancelled at the client's request") from e
         except InputError as e:
             raise BackendError(ErrorCode.BAD_REQUEST, str(e)) from e
         except AdainError as e:
@@ -215,10 +219,12 @@ class ModelService:
             if masks is None:
                 r = regions[0]
                 result = model.stylize(rgb, list(r.styles), r.alpha, weights=r.weights, preserve_color=task.preserve_color,
-                                       tile=task.tile, passes=want_passes, on_device=True)  # fmt: skip
+                                       tile=task.tile, passes=want_passes, on_device=True,
+                                       should_stop=task.should_stop)  # fmt: skip
             else:
                 result = model.stylize(rgb, regions=regions, masks=masks, preserve_color=task.preserve_color,
-                                       tile=task.tile, passes=want_passes, on_device=True)  # fmt: skip
+                                       tile=task.tile, passes=want_passes, on_device=True,
+                                       should_stop=task.should_stop)  # fmt: skip
             if isinstance(result, StylizeResult):
                 combined, passes = result.combined, result.passes
             else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from adain import InputError, Region, StyleStats, StyleTransfer, StylizeResult
+from adain import AdainError, CancelledError, InputError, Region, StyleStats, StyleTransfer, StylizeResult
 from adain import functional as AF
 
 
@@ -157,6 +157,30 @@ def test_bad_masks_are_refused(model, content_img, style_imgs):
         model.stylize(content_img, regions=regions, masks=torch.zeros(5, 5, dtype=torch.long))
     with pytest.raises(InputError, match="masks="):
         model.stylize(content_img, regions=regions)
+
+
+def test_should_stop_stops_within_one_layer_and_the_next_call_is_unaffected(model, content_img, style_imgs):
+    style = model.encode_style(style_imgs[0])
+    polls: list[int] = []
+
+    def after_four() -> bool:
+        polls.append(1)
+        return len(polls) > 4
+
+    with pytest.raises(CancelledError, match="cancelled"):
+        model.stylize(content_img, style, should_stop=after_four)
+    assert len(polls) == 5, "polled before every convolution and stopped at the first true"
+    out = model.stylize(content_img, style)  # the stop function was only for that call
+    torch.testing.assert_close(out, model.stylize(content_img, style, should_stop=lambda: False))
+    assert issubclass(CancelledError, AdainError)
+
+
+def test_should_stop_is_polled_per_tile_by_compiled_networks(content_img, style_imgs):
+    st = StyleTransfer.load_default(device="cpu", precision="fp32", compile="default")
+    polls: list[int] = []
+    with pytest.raises(CancelledError):
+        st.stylize(content_img, style_imgs[0], tile=64, should_stop=lambda: bool(polls.append(1)) or len(polls) > 2)
+    assert len(polls) == 3  # no hooks inside compiled graphs: one poll per tile (the style image is tiled too)
 
 
 def test_unknown_device_and_precision():

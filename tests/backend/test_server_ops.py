@@ -212,6 +212,35 @@ def test_cancel_a_running_request(serve, zctx):
     tcp.close()
 
 
+def test_a_cancelled_running_request_stops_the_networks_within_a_layer(serve, zctx, model):
+    """The worker does not finish a cancelled frame: the networks stop at their next convolution, so the next
+    request starts at once (on a CPU a 4K frame takes a minute)."""
+    assert model.precision == "fp32"  # the networks that run are model.encoder and model.decoder themselves
+    started: list[str] = []
+    convs = [m for net in (model.encoder, model.decoder) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    handles = [m.register_forward_pre_hook(lambda m, a: started.append("conv")) for m in convs]  # after the stop hook
+    try:
+        server = serve()
+        tcp = Wire(zctx, server.endpoint)
+        sid = put_array(tcp, STYLE)
+        started.clear()
+        big = RNG.random((512, 512, 3), dtype=np.float32)  # one encode + one decode: 19 convolutions, seconds on a CPU
+        tcp.send(Stylize("long", big, (region(sid),)))
+        wait_running(server, "long")
+        tcp.send(Cancel("c", "long"))
+        first, second = tcp.recv(), tcp.recv()
+        assert isinstance(first, CancelReply) and first.state == "running"
+        assert isinstance(second, ErrorReply) and second.code == ErrorCode.CANCELLED
+        assert len(started) < 10, f"{len(started)} of 19 convolutions ran after the cancel: the encoder did not stop"
+        ran = len(started)
+        assert isinstance(tcp.ask(Stylize("next", FRAME, (region(sid),))), StylizeReply)  # the worker is free
+        assert len(started) == ran + 19
+        tcp.close()
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def test_release_frees_and_forgets_styles(tcp):
     sid = put_array(tcp, STYLE)
     kept = tcp.ask(Release("r1"))
