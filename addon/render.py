@@ -445,15 +445,27 @@ def _smooth(engine: Any, snap: Snapshot, layer: Any, job: FrameJob, out: FrameRe
 
 def layer_passes(view: colour.View, combined: np.ndarray, display: np.ndarray, out: FrameResult) -> dict[str, np.ndarray]:
     """The backend's answer as scene-linear passes in Blender's row order ("AdaIN", "AdaIN <slot>"), with the
-    render's alpha."""
-    anchor = (combined, display)
-    lin = colour.to_linear(view, out.combined[::-1], anchor)
-    lin[..., 3] = combined[..., 3]
-    passes = {PASS: lin}
+    render's alpha.
+
+    Render passes are premultiplied by alpha while the display values (and so the network's output) are straight:
+    the colour round trip runs on straight colour and the result is premultiplied again, so transparent pixels
+    (Film > Transparent) stay empty instead of carrying the stylized background as invisible, additive colour.
+    """
+    alpha = combined[..., 3:4]
+    straight = combined.copy()
+    covered = alpha[..., 0] > 0.0
+    straight[..., :3] = np.where(covered[..., None], combined[..., :3] / np.where(alpha > 0.0, alpha, 1.0), 0.0)
+    anchor = (straight, display)
+
+    def premultiplied(arr: np.ndarray) -> np.ndarray:
+        lin = colour.to_linear(view, arr[::-1], anchor)
+        lin[..., :3] *= alpha
+        lin[..., 3] = alpha[..., 0]
+        return lin
+
+    passes = {PASS: premultiplied(out.combined)}
     for name, arr in out.slot_passes.items():
-        p = colour.to_linear(view, arr[::-1], anchor)
-        p[..., 3] = combined[..., 3]
-        passes[slot_pass_name(name)] = p
+        passes[slot_pass_name(name)] = premultiplied(arr)
     return passes
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shlex
 import socket
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -32,12 +33,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def use_backend(command: str | None) -> Iterator[str]:
-    """Point the add-on (ADAIN_BACKEND, ADAIN_BACKEND_COMMAND) at a free port, starting ``command`` there on first
-    use; the add-on's backend is shut down afterwards."""
-    from addon import link  # imports bpy: only once a test that has bpy asks for a backend
-
-    endpoint = f"tcp://127.0.0.1:{_free_port()}"
+def use_backend(endpoints: dict[str, str], kind: str, command: str | None) -> Iterator[str]:
+    """Point the add-on (ADAIN_BACKEND, ADAIN_BACKEND_COMMAND) at this kind's port for one test; the add-on starts
+    ``command`` there on first use and keeps it while tests of the same kind follow (it restarts the backend when
+    the settings change, so tests of different kinds may be interleaved). ``endpoints`` (one per test module)
+    gives each kind its own port."""
+    endpoint = endpoints.setdefault(kind, f"tcp://127.0.0.1:{_free_port()}")
     old = {k: os.environ.get(k) for k in ("ADAIN_BACKEND", "ADAIN_BACKEND_COMMAND")}
     os.environ["ADAIN_BACKEND"] = endpoint
     if command:
@@ -47,9 +48,15 @@ def use_backend(command: str | None) -> Iterator[str]:
     try:
         yield endpoint
     finally:
-        link.shutdown()
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def shutdown_addon_backend() -> None:
+    """Stop the backend the add-on started, if the add-on was imported at all."""
+    link = sys.modules.get("addon.link")
+    if link is not None:
+        link.shutdown()

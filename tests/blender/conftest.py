@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.blender.backends import backend_command, use_backend
+from tests.blender.backends import backend_command, shutdown_addon_backend, use_backend
 
 # --- bpy availability --------------------------------------------------------------------------------------
 # Before bpy is first imported in this process, point Blender's user folders at a throw-away folder, so no
@@ -104,21 +104,28 @@ def blender_env(tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def identity_backend() -> Iterator[str]:
-    """A backend that sends frames back unchanged (``--identity``): for colour round trips and plumbing."""
-    yield from use_backend(backend_command("--identity", "--device", "cpu"))
-
-
-@pytest.fixture(scope="module")
-def model_backend() -> Iterator[str]:
-    """The real backend with the shipped decoder, on the CPU."""
-    yield from use_backend(backend_command("--device", "cpu"))
+def _endpoints() -> Iterator[dict[str, str]]:
+    """This module's backend ports, one per kind; the add-on's backend is stopped when the module is done."""
+    yield {}
+    shutdown_addon_backend()
 
 
 @pytest.fixture
-def dead_backend() -> Iterator[str]:
+def identity_backend(_endpoints: dict[str, str]) -> Iterator[str]:
+    """A backend that sends frames back unchanged (``--identity``): for colour round trips and plumbing."""
+    yield from use_backend(_endpoints, "identity", backend_command("--identity", "--device", "cpu"))
+
+
+@pytest.fixture
+def model_backend(_endpoints: dict[str, str]) -> Iterator[str]:
+    """The real backend with the shipped decoder, on the CPU."""
+    yield from use_backend(_endpoints, "model", backend_command("--device", "cpu"))
+
+
+@pytest.fixture
+def dead_backend(_endpoints: dict[str, str]) -> Iterator[str]:
     """An address where no backend runs, and no command to start one."""
-    yield from use_backend(None)
+    yield from use_backend(_endpoints, "dead", None)
 
 
 # --- process exit ----------------------------------------------------------------------------------------------

@@ -131,6 +131,58 @@ def test_keyframed_alpha_moves_the_output(model_backend: str, tmp_path: Path) ->
     assert np.abs(frames[2] - plain).mean() > 5.0
 
 
+def _render_exr(scene: bpy.types.Scene, path: Path) -> np.ndarray:
+    """Render to a float RGBA EXR (premultiplied, as Blender keeps renders) and read it back, bottom row first."""
+    fmt = scene.render.image_settings
+    fmt.file_format, fmt.color_mode, fmt.color_depth = "OPEN_EXR", "RGBA", "32"
+    scene.render.filepath = str(path)
+    bpy.ops.render.render(write_still=True)
+    img = bpy.data.images.load(str(path), check_existing=False)
+    w, h = img.size
+    px = np.empty(w * h * 4, np.float32)
+    img.pixels.foreach_get(px)
+    bpy.data.images.remove(img)
+    return px.reshape(h, w, 4)
+
+
+def _transparent_scene() -> bpy.types.Scene:
+    scene = fresh_scene(width=96, height=72)
+    bpy.data.objects["Floor"].hide_render = True  # the objects against nothing: alpha 0 around, soft edges
+    scene.render.film_transparent = True
+    return scene
+
+
+def test_transparent_film_round_trips_exactly(identity_backend: str, tmp_path: Path) -> None:
+    scene = _transparent_scene()
+    set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
+    stylized = _render_exr(scene, tmp_path / "stylized.exr")
+    assert render.STATUS.ok, render.STATUS.message
+    scene.adain.enabled = False
+    plain = _render_exr(scene, tmp_path / "plain.exr")
+    a = plain[..., 3]
+    assert (a == 0).any() and ((a > 0) & (a < 1)).any() and (a == 1).any()
+    assert np.abs(stylized[a == 0]).max() == 0.0
+    np.testing.assert_allclose(stylized, plain, atol=1e-3)  # frames travel as float16: ~1/2000 of a value
+
+
+def test_transparent_film_keeps_the_stylized_colour_inside_the_alpha(model_backend: str, tmp_path: Path) -> None:
+    """Renders are premultiplied: where nothing was rendered (alpha 0) there must be no colour, or compositing the
+    frame over a background would add the stylized background to it as light."""
+    scene = _transparent_scene()
+    set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
+    stylized = _render_exr(scene, tmp_path / "stylized.exr")
+    assert render.STATUS.ok, render.STATUS.message
+    a = stylized[..., 3]
+    rgb = stylized[..., :3]
+    assert np.abs(rgb[a == 0]).max() == 0.0, "colour where the frame is transparent"
+    edge = (a > 0) & (a < 1)
+    assert (rgb[edge] <= a[edge, None] + 1e-3).all(), "edge pixels brighter than their coverage allows (Standard view)"
+    scene.adain.enabled = False
+    plain = _render_exr(scene, tmp_path / "plain.exr")
+    np.testing.assert_array_equal(a, plain[..., 3])
+    assert np.abs(rgb[a == 1] - plain[..., :3][a == 1]).mean() > 0.02, "the opaque part is stylized"
+
+
 def test_slot_passes_are_render_passes(model_backend: str) -> None:
     scene = fresh_scene(width=64, height=48)
     set_slot(scene, 0, "Warm", "OBJECTS", STYLE_WARM, ("Cube",))
