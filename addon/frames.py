@@ -104,6 +104,23 @@ class FrameResult:
     compute_ms: float
 
 
+def rendered_only(masks: np.ndarray | None, alpha: np.ndarray, slots: int) -> np.ndarray | None:
+    """Slot masks (S, H, W) limited to the pixels something was rendered in (``alpha`` (H, W) > 0).
+
+    With Film > Transparent the empty background reaches the network as black: left in the masks it would count
+    in each slot's content statistics and pull the objects' stylization toward "dark". Partly covered edge pixels
+    stay fully in (their colour is the object's); they are premultiplied by their alpha afterwards. ``None`` (one
+    slot over everything) becomes a mask only when some pixel is empty.
+    """
+    empty = alpha <= 0.0
+    if not empty.any():
+        return masks
+    seen = (~empty).astype(np.float32)
+    if masks is None:
+        return np.broadcast_to(seen, (slots, *seen.shape)).copy()
+    return (masks * seen).astype(np.float32)
+
+
 class StyleIds:
     """Style ids known to one client, so each style image is sent once per backend connection."""
 

@@ -39,6 +39,7 @@ from .frames import (
     SlotJob,
     StyleIds,
     StyleSource,
+    rendered_only,
     style_source_from_file,
     stylize_frame,
 )
@@ -332,6 +333,7 @@ def build_job(snap: Snapshot, crypto_passes: Callable[[str], list[np.ndarray]], 
         rest = np.clip(1.0 - covered, 0.0, 1.0) / max(others, 1)
         mask_arr = np.stack([rest if m is None else m for m in masks]).astype(np.float32)
     image = np.ascontiguousarray(display[::-1, :, :3])
+    mask_arr = rendered_only(mask_arr, display[::-1, :, 3], len(snap.slots))
     return FrameJob(image, tuple(s.job for s in snap.slots), mask_arr, snap.slot_passes, snap.tile)
 
 

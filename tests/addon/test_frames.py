@@ -24,6 +24,7 @@ from addon.frames import (
     SlotJob,
     StyleIds,
     StyleSource,
+    rendered_only,
     style_source_from_file,
     stylize_frame,
 )
@@ -384,3 +385,17 @@ def test_frames_and_masks_travel_as_float16_by_default_within_a_fraction_of_an_8
     assert float(np.abs(out.combined - frame[..., :3]).max()) <= 2.0**-11  # < 0.13/255
     with pytest.raises(FrameError, match="wire dtype 'uint8'"):
         FrameJob(frame, (slot("Main"),), wire="uint8")
+
+
+def test_rendered_only_leaves_the_empty_background_out_of_every_slot():
+    alpha = np.array([[0.0, 0.5, 1.0], [1.0, 0.0, 0.2]], np.float32)
+    masks = np.stack([np.full((2, 3), 0.4, np.float32), np.full((2, 3), 0.6, np.float32)])
+    out = rendered_only(masks, alpha, 2)
+    assert out is not None and out.dtype == np.float32
+    np.testing.assert_array_equal(out[:, alpha == 0], 0.0)
+    np.testing.assert_array_equal(out[:, alpha > 0], masks[:, alpha > 0])  # edges stay fully in
+    one = rendered_only(None, alpha, 1)  # a single slot over everything gets a mask only now
+    assert one is not None and one.shape == (1, 2, 3)
+    np.testing.assert_array_equal(one[0], (alpha > 0).astype(np.float32))
+    opaque = np.ones((2, 3), np.float32)
+    assert rendered_only(None, opaque, 1) is None and rendered_only(masks, opaque, 2) is masks

@@ -26,6 +26,7 @@ from tests.blender.scene import (
 )
 
 from addon import render  # isort: skip  (scene.py put the repository on sys.path)
+from addon.frames import FrameJob, stylize_frame  # isort: skip
 
 STYLE_WARM = "style_wesnoth_trow_great_tree.jpg"  # yellow-green, high contrast
 STYLE_COOL = "style_wesnoth_painted_mountains.jpg"  # blue, soft
@@ -165,13 +166,26 @@ def test_transparent_film_round_trips_exactly(identity_backend: str, tmp_path: P
     np.testing.assert_allclose(stylized, plain, atol=1e-3)  # frames travel as float16: ~1/2000 of a value
 
 
-def test_transparent_film_keeps_the_stylized_colour_inside_the_alpha(model_backend: str, tmp_path: Path) -> None:
+def test_transparent_film_keeps_the_stylized_colour_inside_the_alpha(
+    model_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Renders are premultiplied: where nothing was rendered (alpha 0) there must be no colour, or compositing the
-    frame over a background would add the stylized background to it as light."""
+    frame over a background would add the stylized background to it as light. And the empty background is left
+    out of the slot's mask, so it does not count in the content statistics as black."""
     scene = _transparent_scene()
     set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
+    jobs: list[FrameJob] = []
+
+    def recording(client: object, ids: object, job: FrameJob, **kw: object) -> object:  # a spy: the real call
+        jobs.append(job)
+        return stylize_frame(client, ids, job, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(render, "stylize_frame", recording)
     stylized = _render_exr(scene, tmp_path / "stylized.exr")
     assert render.STATUS.ok, render.STATUS.message
+    assert len(jobs) == 1 and jobs[0].masks is not None
+    mask = jobs[0].masks[0][::-1]  # top-down -> Blender's row order
+    assert (mask[stylized[..., 3] == 0] == 0).all() and (mask[stylized[..., 3] > 0] == 1).all()
     a = stylized[..., 3]
     rgb = stylized[..., :3]
     assert np.abs(rgb[a == 0]).max() == 0.0, "colour where the frame is transparent"
