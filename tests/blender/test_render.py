@@ -76,6 +76,21 @@ def test_identity_round_trip_holds_with_exposure_and_gamma(identity_backend: str
     assert np.abs(stylized - plain).max() <= 1
 
 
+def test_the_network_sees_the_denoised_render(identity_backend: str, tmp_path: Path) -> None:
+    """With Cycles' denoiser on, the frame sent is the denoised Combined pass, not the noisy one."""
+    scene = fresh_scene(samples=4)
+    scene.cycles.use_denoising = True
+    set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
+    stylized = render_still(scene, tmp_path / "stylized.png")
+    assert render.STATUS.ok, render.STATUS.message
+    scene.adain.enabled = False
+    denoised = render_still(scene, tmp_path / "denoised.png")
+    scene.cycles.use_denoising = False
+    noisy = render_still(scene, tmp_path / "noisy.png")
+    assert np.abs(denoised - noisy).mean() > 1.0, "4 samples should be visibly noisy without the denoiser"
+    assert np.abs(stylized - denoised).max() <= 1
+
+
 # ------------------------------------------------------------------------------ real stylization
 def test_per_material_styles_reach_the_compositor_output(model_backend: str, tmp_path: Path) -> None:
     scene = fresh_scene(width=256, height=192)  # objects large enough for their own feature statistics
