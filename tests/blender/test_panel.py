@@ -18,7 +18,7 @@ import pytest
 from tests.blender.scene import fresh_scene, render_still, set_slot
 from tests.blender.test_render import STYLE_WARM
 
-from addon import panels, render  # isort: skip  (scene.py put the repository on sys.path)
+from addon import panels, properties, render  # isort: skip  (scene.py put the repository on sys.path)
 
 ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
 
@@ -116,3 +116,22 @@ def test_panel_draws_in_every_state(identity_backend: str, tmp_path: Path) -> No
     scene.render.engine = "BLENDER_WORKBENCH"  # the engine warning and the Set up button
     calls = _draw()
     assert ("operator", "adain.setup") in calls
+
+
+@pytest.mark.parametrize("mode", ["LOCAL", "REMOTE"])
+def test_preferences_draw_in_both_modes(mode: str) -> None:
+    fresh_scene(width=32, height=24)  # the add-on registered
+
+    class Prefs:  # the preferences' values, with the real class's RNA (Python cannot create AddonPreferences)
+        bl_rna = properties.ADAIN_AddonPreferences.bl_rna
+        endpoint, command, device = "tcp://127.0.0.1:5555", "python3 -m backend", "auto"
+        server_public_key = client_secret_key = ""
+
+    prefs = Prefs()
+    prefs.mode = mode  # type: ignore[attr-defined]
+    prefs.layout = Layout(calls := [])  # type: ignore[attr-defined]
+    properties.ADAIN_AddonPreferences.draw(prefs, bpy.context)  # type: ignore[arg-type]
+    shown = {name for kind, name in calls if kind == "prop"}
+    assert shown == ({"mode", "endpoint", "command", "device"} if mode == "LOCAL" else
+                     {"mode", "endpoint", "server_public_key", "client_secret_key"})  # fmt: skip
+    assert ("operator", "adain.backend_check") in calls
