@@ -432,15 +432,17 @@ def _smooth(engine: Any, snap: Snapshot, layer: Any, job: FrameJob, out: FrameRe
     """Temporal smoothing of an animation frame's AdaIN pass (see ``temporal``); a note when it cannot run."""
     if not getattr(engine, "is_animation", False):
         return out, ""
+    if snap.temporal <= 0.0:  # off at this frame: nothing to remember (two frames' worth of memory at 4K)
+        SMOOTHER.reset()
+        return out, ""
     h, w = job.image.shape[:2]
     flow, note = None, ""
-    if snap.temporal > 0.0:
-        if snap.motion_blur:
-            note = "no temporal smoothing while Motion Blur is on (Cycles writes no motion vectors then)"
-        elif (vector := _pass_array(layer, "Vector", w, h)) is None:
-            note = "temporal smoothing needs the Vector pass: View Layer > Passes > Data > Vector"
-        else:
-            flow = temporal.flow_from_vector(vector)
+    if snap.motion_blur:
+        note = "no temporal smoothing while Motion Blur is on (Cycles writes no motion vectors then)"
+    elif (vector := _pass_array(layer, "Vector", w, h)) is None:
+        note = "temporal smoothing needs the Vector pass: View Layer > Passes > Data > Vector"
+    else:
+        flow = temporal.flow_from_vector(vector)
     combined, _ = SMOOTHER.apply(layer.name, snap.frame, out.combined, job.image, flow, snap.temporal)
     return FrameResult(combined, out.slot_passes, out.compute_ms), note
 
