@@ -6,9 +6,9 @@ import time
 from typing import Any
 
 import bpy
-from bpy.props import IntProperty, StringProperty
+from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from . import colour, compositor, link
+from . import colour, compositor, link, samples
 from .frames import CancelledError, FrameError
 from .process import BackendError
 from .properties import enable_motion_vectors
@@ -50,9 +50,66 @@ class ADAIN_OT_setup(bpy.types.Operator):
         colour.prepare()
         st = _settings(context)
         st.enabled = True
-        if not st.slots:
+        if not st.slots:  # a first slot with a sample style: the next F12 is stylized
             slot = st.slots.add()
             slot.name, slot.target = "Everything", "OTHER"
+            try:
+                slot.styles.add().image = load_sample(samples.DEFAULT)
+            except RuntimeError as e:
+                self.report({"WARNING"}, f"no sample style added: {e}")
+        return {"FINISHED"}
+
+
+def load_sample(key: str) -> bpy.types.Image:
+    """The bundled sample style as an image packed into the .blend (so the file renders anywhere, a farm too).
+    Raises RuntimeError when the add-on's copy of it is missing."""
+    sample = samples.by_key(key)
+    name = f"AdaIN {sample.title}"
+    img = bpy.data.images.get(name)
+    if img is not None and img.packed_file is not None:
+        return img
+    if not sample.path.is_file():
+        raise RuntimeError(f"the sample style {sample.file} is missing from the add-on: reinstall it")
+    img = bpy.data.images.load(str(sample.path), check_existing=False)
+    img.name = name
+    img.pack()
+    return img
+
+
+def _sample_items(self: Any, context: Any) -> list[tuple[str, str, str]]:
+    return [(s.key, s.title, f"{s.title} (public domain; bundled with the add-on)") for s in samples.SAMPLES]
+
+
+class ADAIN_OT_style_sample(bpy.types.Operator):
+    """Add one of the sample styles bundled with the add-on (public-domain paintings) to the slot"""
+
+    bl_idname = "adain.style_sample"
+    bl_label = "Add Sample Style"
+    bl_options = {"REGISTER", "UNDO"}
+    bl_property = "sample"
+    index: IntProperty()  # type: ignore[valid-type]
+    sample: EnumProperty(name="Sample", items=_sample_items)  # type: ignore[valid-type]
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        context.window_manager.invoke_search_popup(self)
+        return {"RUNNING_MODAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        slots = _settings(context).slots
+        if not 0 <= self.index < len(slots):
+            self.report({"ERROR"}, f"no style slot {self.index}")
+            return {"CANCELLED"}
+        try:
+            img = load_sample(self.sample)
+        except RuntimeError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        slot = slots[self.index]
+        if any(s.image == img for s in slot.styles):
+            self.report({"INFO"}, f"{img.name!r} is already in slot {slot.name!r}")
+            return {"FINISHED"}
+        item = next((s for s in slot.styles if s.image is None), None) or slot.styles.add()
+        item.image = img
         return {"FINISHED"}
 
 
@@ -294,6 +351,7 @@ CLASSES = (
     ADAIN_OT_item_add,
     ADAIN_OT_item_remove,
     ADAIN_OT_style_load,
+    ADAIN_OT_style_sample,
     ADAIN_OT_backend_check,
     ADAIN_OT_backend_stop,
     ADAIN_OT_backend_release,

@@ -65,6 +65,7 @@ class ADAIN_PT_stylize(bpy.types.Panel):
             op = r.operator("adain.item_add", text="Add style", icon="ADD")
             op.index, op.kind = i, "styles"
             r.operator("adain.style_load", text="Load images", icon="FILE_IMAGE").index = i
+            r.operator("adain.style_sample", text="Samples", icon="IMAGE_DATA").index = i
             box.prop(slot, "alpha")
             box.prop(slot, "preserve_color")
         col.operator("adain.slot_add", icon="ADD")

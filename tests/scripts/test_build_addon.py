@@ -74,7 +74,8 @@ def test_wheel_platform_tags(ba: ModuleType, platform: str) -> None:
 def test_repo_manifest_is_valid_and_leaves_wheels_to_the_build(ba: ModuleType) -> None:
     data = tomllib.loads((REPO / "addon" / "blender_manifest.toml").read_text())
     assert ba.check_manifest(data) == []
-    assert data["id"] == "adain_stylize" and data["version"] == "0.1.0" and data["license"] == ["SPDX:MIT"]
+    assert data["id"] == "adain_stylize" and data["version"] == "0.1.0"
+    assert data["license"] == ["SPDX:MIT", "SPDX:GPL-3.0-or-later"]  # MIT code; GPL-3+ package for the sample styles
     assert "wheels" not in data and "platforms" not in data
 
 
@@ -98,6 +99,8 @@ def test_build_every_platform(ba: ModuleType, cache: Path, tmp_path: Path) -> No
     with zipfile.ZipFile(zip_path) as zf:
         names = set(zf.namelist())
     assert {p.name for p in (REPO / "addon").glob("*.py")} <= names
+    assert {f"sample_styles/{p.name}" for p in (REPO / "addon" / "sample_styles").iterdir()} <= names
+    assert "sample_styles/LICENSES.md" in names
     assert {f"wheels/{n}" for n in expected} <= names
     assert ba.self_check(zip_path, list(ba.PLATFORMS)) == []
 
