@@ -9,7 +9,6 @@ import time
 import numpy as np
 import pytest
 
-from addon.client import Client
 from addon.frame_task import FrameTask
 from addon.frames import CancelledError, FrameJob, FrameResult, SlotJob, StyleIds, StyleSource, stylize_frame
 
@@ -20,13 +19,6 @@ STYLE = StyleSource("s", pixels=RNG.random((40, 48, 3), dtype=np.float32))
 def job(h: int, w: int) -> FrameJob:
     frame = np.random.default_rng(h * w).random((h, w, 3), dtype=np.float32)
     return FrameJob(frame, (SlotJob("S", ((STYLE, 1.0),)),), wire="float32")
-
-
-@pytest.fixture
-def real(serve):
-    server = serve()
-    with Client(server.endpoint, timeout=60) as client:
-        yield client
 
 
 def test_a_task_gives_what_the_synchronous_call_gives(real):

@@ -279,13 +279,6 @@ def real_inputs(samples):
     return frame, sources
 
 
-@pytest.fixture
-def real(serve):
-    server = serve()
-    with Client(server.endpoint, timeout=30) as client:
-        yield client
-
-
 def chw(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))
 
