@@ -168,7 +168,7 @@ def _inverse(vs: View, rgb: np.ndarray) -> np.ndarray:
         rgb = rgb ** float(vs.gamma)
     rgba = np.concatenate([rgb, np.ones((h, w, 1), np.float32)], axis=2)
     path = _tmpdir() / "back.png"
-    write_png16(path, rgba[::-1])  # PNG rows run top to bottom, Blender's bottom to top
+    write_png16(path, rgba[::-1], level=0)  # PNG rows run top to bottom, Blender's bottom to top; read at once
     back = _read(_load(IMG_BACK, path, view_colourspace(vs)), w, h).copy()
     if vs.exposure != 0.0:
         back[..., :3] *= np.float32(2.0 ** -float(vs.exposure))
@@ -196,16 +196,18 @@ def to_linear(
     h = display.shape[0]
     rgb = np.clip(np.asarray(display[..., :3], np.float32), 0.0, 1.0)
     if anchor is None:
-        base = _inverse(vs, rgb)
+        g_rgb = _inverse(vs, rgb)
+        base = g_rgb.copy()
     else:
         lin0, disp0 = anchor
         both = _inverse(vs, np.concatenate([rgb, np.clip(disp0[..., :3], 0.0, 1.0)], axis=0))
-        base = both[:h].copy()
+        g_rgb = both[:h]
+        base = g_rgb.copy()
         base[..., :3] += lin0[..., :3] - both[h:, :, :3]
     if refine is None:
         refine = vs.view_transform not in ("Standard", "Raw")
-    if refine:
+    if refine:  # the inverse is per pixel, so G(rgb) from above is reused: one more inverse, not two
         again = to_display(vs, base)[..., :3]
-        g = _inverse(vs, np.concatenate([rgb, np.clip(rgb + (rgb - again), 0.0, 1.0)], axis=0))
-        base[..., :3] += g[h:, :, :3] - g[:h, :, :3]
+        g = _inverse(vs, np.clip(rgb + (rgb - again), 0.0, 1.0))
+        base[..., :3] += g[..., :3] - g_rgb[..., :3]
     return base

@@ -128,3 +128,11 @@ def test_float16_input_encodes_like_float32():
 def test_an_empty_image_raises_value_error():
     with pytest.raises(ValueError):
         encode_png16(np.zeros((3, 0, 3), np.float32))
+
+
+def test_level_zero_stores_the_same_pixels_uncompressed(tmp_path):
+    image = np.random.default_rng(4).random((9, 7, 4), dtype=np.float32)
+    stored, packed = encode_png16(image, level=0), encode_png16(image)
+    np.testing.assert_array_equal(read_png16(stored), read_png16(packed))
+    write_png16(tmp_path / "x.png", image, level=0)
+    assert (tmp_path / "x.png").read_bytes() == stored
