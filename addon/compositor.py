@@ -91,6 +91,7 @@ def scene_tree(scene: bpy.types.Scene) -> bpy.types.NodeTree:
 
 def install(scene: bpy.types.Scene) -> bpy.types.Node:
     """Put the group node after the scene's Render Layers node (idempotent); returns the group node."""
+    scene.render.use_compositing = True
     tree = scene_tree(scene)
     node = tree.nodes.get(NODE)
     if node is not None:
@@ -117,6 +118,24 @@ def install(scene: bpy.types.Scene) -> bpy.types.Node:
     tree.links.new(image_out, node.inputs["Image"])
     tree.links.new(rl.outputs[PASS], node.inputs["Stylized"])
     return node
+
+
+def output_warnings(scene: bpy.types.Scene) -> list[str]:
+    """Why the render's output would not show the stylized frame although AdaIN runs (the AdaIN pass itself is
+    still written, e.g. into multilayer EXR files)."""
+    if not scene.render.use_compositing:
+        return ["Compositing is off (Output properties > Post Processing), so the output is the plain render: turn it "
+                "on to see the stylized frame"]  # fmt: skip
+    if not _new_5x() and not scene.use_nodes:
+        return ["the compositor's nodes are off (Compositor > Use Nodes), so the output is the plain render: "
+                "press 'Set up AdaIN'"]  # fmt: skip
+    tree = scene.compositing_node_group if _new_5x() else scene.node_tree
+    node = tree.nodes.get(NODE) if tree is not None else None
+    if node is None:
+        return ["the 'AdaIN Stylize' node is not in the compositor, so the output is the plain render: press 'Set up AdaIN'"]
+    if node.mute and scene.render.engine == "CYCLES":
+        return ["the 'AdaIN Stylize' node is muted in the compositor, so the output is the plain render"]
+    return []
 
 
 def remove(scene: bpy.types.Scene) -> None:

@@ -255,6 +255,7 @@ class Snapshot:
     scene: str = ""
     temporal: float = 0.0
     motion_blur: bool = False
+    warnings: tuple[str, ...] = ()  # why the output would not show the stylized frame (compositor settings)
 
 
 def snapshot(scene: bpy.types.Scene) -> Snapshot:
@@ -279,7 +280,14 @@ def snapshot(scene: bpy.types.Scene) -> Snapshot:
     return Snapshot(
         scene.frame_current, True, view, tuple(slots), bool(st.slot_passes), int(st.style_size), st.tile or None,
         scene=scene.name, temporal=float(st.temporal), motion_blur=bool(scene.render.use_motion_blur),
+        warnings=tuple(_output_warnings(scene)),
     )  # fmt: skip
+
+
+def _output_warnings(scene: bpy.types.Scene) -> list[str]:
+    from . import compositor  # (compositor imports this module)
+
+    return compositor.output_warnings(getattr(scene, "original", scene))
 
 
 class CryptoPasses:
@@ -418,7 +426,7 @@ def _stylize_layer(
         _fail(engine, frame, f"AdaIN: internal error on frame {frame} ({type(e).__name__}: {e}); the plain render is kept")
         return False
     msg = f"AdaIN: frame {frame} stylized in {time.perf_counter() - t0:.1f} s"
-    for warning in (*colour.check_view(snap.view), *([note] if note else [])):
+    for warning in (*snap.warnings, *colour.check_view(snap.view), *([note] if note else [])):
         msg += f" (warning: {warning})"
     STATUS.frame, STATUS.ok, STATUS.message = frame, True, msg
     STATUS.stylized_frames.append(frame)

@@ -47,3 +47,27 @@ def test_back_on_cycles_the_node_works_again_but_a_user_mute_stays() -> None:
     assert compositor.sync_engine(scene) is False and _node(scene).mute
     scene.render.engine = EEVEE
     assert bpy.ops.adain.setup() == {"FINISHED"} and scene.render.engine == "CYCLES"
+
+
+def test_settings_that_hide_the_stylized_frame_are_reported_and_set_up_fixes_them(identity_backend: str, tmp_path: Path) -> None:
+    scene = fresh_scene(width=32, height=24)
+    set_slot(scene, 0, "Everything", "OTHER", "style_wesnoth_trow_great_tree.jpg")
+    render_still(scene, tmp_path / "a.png")
+    assert render.STATUS.ok and "warning" not in render.STATUS.message
+
+    scene.render.use_compositing = False
+    render_still(scene, tmp_path / "b.png")
+    assert render.STATUS.ok and "Compositing is off" in render.STATUS.message
+    assert bpy.ops.adain.setup() == {"FINISHED"} and scene.render.use_compositing
+
+    compositor.remove(scene)
+    render_still(scene, tmp_path / "c.png")
+    assert "not in the compositor" in render.STATUS.message and "Set up AdaIN" in render.STATUS.message
+    assert bpy.ops.adain.setup() == {"FINISHED"}
+
+    _node(scene).mute = True  # muted by the user, with Cycles: kept muted, and said
+    render_still(scene, tmp_path / "d.png")
+    assert "is muted" in render.STATUS.message
+    _node(scene).mute = False
+    render_still(scene, tmp_path / "e.png")
+    assert render.STATUS.ok and "warning" not in render.STATUS.message

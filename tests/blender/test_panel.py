@@ -113,6 +113,9 @@ def test_panel_draws_in_every_state(identity_backend: str, tmp_path: Path) -> No
     calls = _draw()
     assert any(kind == "label" and "stylized" in text for kind, text in calls)
     assert any(kind == "label" and "Last render" in text for kind, text in calls)
+    scene.render.use_compositing = False  # said before any render
+    assert any(kind == "label" and "Compositing is off" in text for kind, text in _draw())
+    scene.render.use_compositing = True
     scene.render.engine = "BLENDER_WORKBENCH"  # the engine warning and the Set up button
     calls = _draw()
     assert ("operator", "adain.setup") in calls
