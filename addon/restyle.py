@@ -18,7 +18,7 @@ timer in the UI (Esc cancels) and waits for it when run from a script or ``blend
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import bpy
 import numpy as np
@@ -80,7 +80,8 @@ def plan(scene: bpy.types.Scene) -> Plan:
     if not hasattr(scene, "adain") or not scene.adain.enabled:
         raise FrameError("AdaIN is off for this scene: tick it in the AdaIN Stylize panel's header")
     snap = render.snapshot(scene)
-    jobs = tuple(render.build_job(snap, _kept_passes(rl), rl.display, *rl.size) for rl in layers)
+    # only the combined frame is shown: no per-slot passes (each would be one more decode on the backend)
+    jobs = tuple(replace(render.build_job(snap, _kept_passes(rl), rl.display, *rl.size), slot_passes=False) for rl in layers)
     return Plan(snap, layers, jobs)
 
 

@@ -60,6 +60,8 @@ def test_restyle_of_an_animation_frame_and_its_limits(model_backend: str, tmp_pa
 
     scene.adain.slots[0].alpha = 0.5  # same kind of target: works
     assert bpy.ops.adain.restyle() == {"FINISHED"}
+    scene.adain.slot_passes = True  # per-slot passes are not shown by a restyle: not asked of the backend either
+    assert not any(job.slot_passes for job in restyle.plan(scene).jobs)
     set_slot(scene, 0, "Red", "MATERIALS", STYLE_WARM, ("Red",))  # material masks were not kept: say so
     with pytest.raises(RuntimeError, match=r"kept no Cryptomatte Material masks.*render the frame again"):
         bpy.ops.adain.restyle()
