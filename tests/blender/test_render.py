@@ -212,6 +212,34 @@ def test_transparent_film_keeps_the_stylized_colour_inside_the_alpha(
     assert np.abs(rgb[a == 1] - plain[..., :3][a == 1]).mean() > 0.02, "the opaque part is stylized"
 
 
+def test_keyframed_style_weights_morph_between_styles(model_backend: str, tmp_path: Path) -> None:
+    """A slot with two styles whose weights are keyed (1, 0) -> (0, 1): the first frame is the first style alone,
+    the last the second alone (checked against stills of each), the middle one between them."""
+    scene = fresh_scene(width=96, height=72)
+    slot = set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
+    slot.styles.add().image = bpy.data.images.load(str(SAMPLES / STYLE_COOL), check_existing=True)
+    warm, cool = slot.styles
+    scene.frame_start, scene.frame_end = 1, 3
+    for frame, w in ((1, 1.0), (3, 0.0)):
+        warm.weight, cool.weight = w, 1.0 - w
+        warm.keyframe_insert("weight", frame=frame)
+        cool.keyframe_insert("weight", frame=frame)
+    scene.render.filepath = str(tmp_path / "morph_")
+    bpy.ops.render.render(animation=True)
+    assert sorted(render.STATUS.stylized_frames) == [1, 2, 3], render.STATUS.message
+    frames = [read_png(Path(scene.render.frame_path(frame=f))) for f in (1, 2, 3)]
+    scene.animation_data_clear()  # each end against a still with that style alone
+    slot.styles.remove(1)
+    slot.styles[0].weight = 1.0
+    scene.frame_set(1)
+    warm_only = render_still(scene, tmp_path / "warm.png")
+    slot.styles[0].image = bpy.data.images.load(str(SAMPLES / STYLE_COOL), check_existing=True)
+    cool_only = render_still(scene, tmp_path / "cool.png")
+    assert np.abs(frames[0] - warm_only).max() <= 2 and np.abs(frames[2] - cool_only).max() <= 2
+    between = np.abs(frames[1] - warm_only).mean(), np.abs(frames[1] - cool_only).mean()
+    assert min(between) > 1.0, f"the middle frame should be a mix, not one of the styles: {between}"
+
+
 def test_slot_passes_are_render_passes(model_backend: str) -> None:
     scene = fresh_scene(width=64, height=48)
     set_slot(scene, 0, "Warm", "OBJECTS", STYLE_WARM, ("Cube",))
