@@ -55,6 +55,7 @@ class SlotJob:
     styles: tuple[tuple[StyleSource, float], ...]
     alpha: float = 1.0
     preserve_color: str = "none"
+    style_size: int | None = None  # this slot's style scale (shorter side in pixels); None: the frame's
 
     def __post_init__(self) -> None:
         if not self.styles:
@@ -63,6 +64,8 @@ class SlotJob:
             raise FrameError(f"style slot {self.name!r}: alpha must be within 0..1, got {self.alpha:g}")
         if self.preserve_color not in PRESERVE:
             raise FrameError(f"style slot {self.name!r}: colour mode {self.preserve_color!r} is not one of {PRESERVE}")
+        if self.style_size is not None and not 64 <= self.style_size <= 4096:
+            raise FrameError(f"style slot {self.name!r}: style size must be 64..4096 pixels, got {self.style_size}")
 
 
 @dataclass(frozen=True, eq=False)
@@ -194,7 +197,9 @@ def stylize_frame(
         return out
     try:
         regions = tuple(
-            RegionSpec(tuple(StyleRef(ids.get(client, src, style_size), wt) for src, wt in slot.styles), slot.alpha)
+            RegionSpec(
+                tuple(StyleRef(ids.get(client, src, slot.style_size or style_size), wt) for src, wt in slot.styles), slot.alpha
+            )
             for slot in job.slots
         )
     except ClientError as e:

@@ -67,7 +67,9 @@ class ADAIN_PT_stylize(bpy.types.Panel):
             r.operator("adain.style_load", text="Load images", icon="FILE_IMAGE").index = i
             r.operator("adain.style_sample", text="Samples", icon="IMAGE_DATA").index = i
             box.prop(slot, "alpha")
-            box.prop(slot, "preserve_color")
+            row = box.row()
+            row.prop(slot, "preserve_color")
+            row.prop(slot, "style_size")
         col.operator("adain.slot_add", icon="ADD")
         status = render.STATUS
         if status.message:

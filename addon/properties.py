@@ -95,6 +95,10 @@ class ADAIN_StyleSlot(bpy.types.PropertyGroup):
         default=1.0, min=0.0, max=1.0, subtype="FACTOR",
     )  # fmt: skip
     preserve_color: EnumProperty(name="Colour", items=PRESERVE_ITEMS, default="none")  # type: ignore[valid-type]
+    style_size: IntProperty(  # type: ignore[valid-type]
+        name="Style size", description="This slot's style scale: shorter side of its style images in pixels (larger: "
+        "finer strokes; 0: the scene's Style size)", default=0, min=0, max=4096,
+    )  # fmt: skip
 
 
 def enable_motion_vectors(scene: bpy.types.Scene) -> None:

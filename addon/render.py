@@ -270,7 +270,10 @@ def snapshot(scene: bpy.types.Scene) -> Snapshot:
         styles = tuple((_style_source(s.image), float(s.weight)) for s in slot.styles if s.image is not None and s.weight > 0)
         if not styles:
             raise FrameError(f"style slot {slot.name!r} has no style image with a weight above 0: add one or disable it")
-        job = SlotJob(slot.name, styles, float(np.clip(slot.alpha * st.alpha, 0.0, 1.0)), slot.preserve_color)
+        size = int(slot.style_size)
+        if 0 < size < 64:
+            raise FrameError(f"style slot {slot.name!r}: style size {size} is too small: use 0 (the scene's) or 64 and up")
+        job = SlotJob(slot.name, styles, float(np.clip(slot.alpha * st.alpha, 0.0, 1.0)), slot.preserve_color, size or None)
         names = frozenset(_target_names(slot))
         if slot.target != "OTHER" and not names:
             raise FrameError(f"style slot {slot.name!r} lists no {slot.target.lower()}: add some or disable the slot")

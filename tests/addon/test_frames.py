@@ -392,3 +392,14 @@ def test_rendered_only_leaves_the_empty_background_out_of_every_slot():
     np.testing.assert_array_equal(one[0], (alpha > 0).astype(np.float32))
     opaque = np.ones((2, 3), np.float32)
     assert rendered_only(None, opaque, 1) is None and rendered_only(masks, opaque, 2) is masks
+
+
+def test_a_slot_s_own_style_size_overrides_the_frame_s(real, real_inputs, requests):
+    frame, (style, _) = real_inputs
+    own = stylize_frame(real, StyleIds(), exact_job(frame, (SlotJob("S", ((style, 1.0),), style_size=64),)), style_size=256)
+    at_64 = stylize_frame(real, StyleIds(), exact_job(frame, (SlotJob("S", ((style, 1.0),)),)), style_size=64)
+    at_256 = stylize_frame(real, StyleIds(), exact_job(frame, (SlotJob("S", ((style, 1.0),)),)), style_size=256)
+    np.testing.assert_array_equal(own.combined, at_64.combined)
+    assert np.abs(own.combined - at_256.combined).mean() > 0.005, "the style scale should change the result"
+    with pytest.raises(FrameError, match=r"style size must be 64\.\.4096"):
+        SlotJob("S", ((style, 1.0),), style_size=16)

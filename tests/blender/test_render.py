@@ -302,6 +302,17 @@ def test_dead_backend_keeps_the_plain_render_and_reruns_resume(dead_backend: str
     assert (tmp_path / "anim_0001.png").is_file() and (tmp_path / "anim_0002.png").is_file()
 
 
+def test_a_slot_s_style_size(identity_backend: str, tmp_path: Path) -> None:
+    scene = fresh_scene(width=32, height=24)
+    slot = set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
+    slot.style_size = 128  # this slot's own style scale
+    render_still(scene, tmp_path / "a.png")
+    assert render.STATUS.ok, render.STATUS.message
+    slot.style_size = 32
+    with pytest.raises(RuntimeError, match="style size 32 is too small"):
+        render_still(scene, tmp_path / "b.png")
+
+
 def test_slot_without_style_is_reported(identity_backend: str, tmp_path: Path) -> None:
     scene = fresh_scene(width=64, height=48)
     slot = set_slot(scene, 0, "Empty", "MATERIALS", STYLE_WARM, ("Red",))
