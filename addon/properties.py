@@ -96,8 +96,8 @@ class ADAIN_StyleSlot(bpy.types.PropertyGroup):
     )  # fmt: skip
     preserve_color: EnumProperty(name="Colour", items=PRESERVE_ITEMS, default="none")  # type: ignore[valid-type]
     style_size: IntProperty(  # type: ignore[valid-type]
-        name="Style size", description="This slot's style scale: shorter side of its style images in pixels (larger: "
-        "finer strokes; 0: the scene's Style size)", default=0, min=0, max=4096,
+        name="Style size", description="This slot's style scale: the shorter side, in pixels, its style images are "
+        "resized to before their statistics are taken (0: the scene's Style size)", default=0, min=0, max=4096,
     )  # fmt: skip
 
 
