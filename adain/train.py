@@ -9,7 +9,8 @@ images: shorter side 512, random crops; styles: shorter side drawn from 256..768
 Every batch is drawn from a generator seeded by (seed, iteration), so a resumed run sees exactly the
 batches an uninterrupted one would. The checkpoint (safetensors) holds the decoder, Adam's state, the
 iteration and the RNG state; a CSV log beside it has one row per logged iteration for plotting.
-Ctrl-C (or SIGTERM) saves a checkpoint and exits.
+Ctrl-C (or SIGTERM) saves a checkpoint and exits. ``--snapshot-every N`` also exports the decoder every N
+iterations, since the last iteration is not necessarily the best decoder on images it never saw.
 """
 
 from __future__ import annotations
@@ -67,6 +68,11 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-every", type=int, default=200, help="checkpoint every N iterations")
     p.add_argument("--max-minutes", type=float, default=0, help="stop (with a checkpoint) after this long")
     p.add_argument("--export", type=Path, help="write the decoder as fp16 safetensors when done")
+    p.add_argument("--snapshot-every", type=int, default=0,
+                   help="also export the decoder (fp16) every N iterations, to pick the best on held-out images "
+                        "(scripts/compare_decoders.py)")  # fmt: skip
+    p.add_argument("--snapshots", type=Path,
+                   help="folder for those snapshots (default: beside the checkpoint, <name>.snapshots/)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
 
 
@@ -241,6 +247,9 @@ def run_training(args: argparse.Namespace) -> int:
         raise InputError("give --corpus DIR, or both --content DIR and --style DIR")
     if args.crop < 32 or args.crop % 8:
         raise InputError(f"--crop must be a multiple of 8 and at least 32, got {args.crop}")
+    if args.snapshot_every < 0:
+        raise InputError(f"--snapshot-every must be 0 (off) or a positive iteration count, got {args.snapshot_every}")
+    snapshots = args.snapshots or args.checkpoint.with_suffix(".snapshots")
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
     torch.manual_seed(cfg.seed)
@@ -300,6 +309,10 @@ def run_training(args: argparse.Namespace) -> int:
                     logf.flush()
                     meta.update(iteration=it, content_loss=avg_c, style_loss=avg_s, config=asdict(cfg))
                     save_checkpoint(args.checkpoint, decoder, opt, it, meta)
+                if args.snapshot_every and it % args.snapshot_every == 0:
+                    snapshots.mkdir(parents=True, exist_ok=True)
+                    meta.update(iteration=it, content_loss=avg_c, style_loss=avg_s)
+                    export_decoder(decoder, snapshots / f"decoder-{it:06d}.safetensors", meta)
     except KeyboardInterrupt:
         print("\ninterrupted: saving the checkpoint")
     finally:

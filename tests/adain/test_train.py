@@ -55,3 +55,35 @@ def test_resume_is_exact(tmp_path, samples):
     assert not torch.equal(a["decoder.convs.dec1_1.weight"], d0["convs.dec1_1.weight"])  # it did train
     log = (resumed.with_suffix(".log.csv")).read_text().splitlines()
     assert log[0].startswith("iteration,") and len(log) == 5
+
+
+def test_snapshots_export_the_decoder_every_n_iterations(tmp_path, samples):
+    from adain import StyleTransfer
+
+    ckpt = tmp_path / "d.ckpt"
+    args = _args(tmp_path, samples, ckpt, 4)
+    args.snapshot_every = 2
+    assert run_training(args) == 0
+    snaps = sorted((tmp_path / "d.snapshots").iterdir())
+    assert [p.name for p in snaps] == ["decoder-000002.safetensors", "decoder-000004.safetensors"]
+    first, meta = load_tensors(snaps[0])
+    last, meta_last = load_tensors(snaps[1])
+    assert (meta["kind"], meta["iterations"], meta_last["iterations"]) == ("decoder", "2", "4")
+    ck, _ = load_tensors(ckpt)
+    w = "dec1_1.weight"  # the file's name for the module's convs.dec1_1.weight
+    assert last[w].dtype == torch.float16
+    torch.testing.assert_close(last[w], ck[f"decoder.convs.{w}"].half(), rtol=0, atol=0)  # the final state, in fp16
+    assert not torch.equal(first[w], last[w])  # iteration 2's own state, not a copy of the last
+    st = StyleTransfer.load(snaps[0], device="cpu", precision="fp32")
+    assert st.decoder_metadata["iterations"] == "2"
+
+
+def test_negative_snapshot_interval_is_refused(tmp_path, samples):
+    import pytest
+
+    from adain.errors import InputError
+
+    args = _args(tmp_path, samples, tmp_path / "d.ckpt", 1)
+    args.snapshot_every = -5
+    with pytest.raises(InputError, match="--snapshot-every must be 0"):
+        run_training(args)

@@ -1,0 +1,162 @@
+"""Paired comparison of trained decoders on the same content x style pairs: which one to ship.
+
+    python scripts/compare_decoders.py --corpus /work/data/corpus A.safetensors B.safetensors [C ...]
+                                       [--split heldout|train] [--contents 12] [--styles 12] [--size 256]
+
+Every decoder stylizes the same pairs (alpha 1) and is measured with the paper's losses (the frozen
+encoder's Lc against the AdaIN target, Ls on mean/std at relu1_1..relu4_1), exactly as
+``scripts/evaluate.py`` measures "ours". Because the pairs are shared, the difference to the first decoder
+is reported per pair, with its standard error over the styles (pairs that share a style are not
+independent: how much a decoder gains depends mostly on the style). Use many styles: with five, one odd
+style decides the sign.
+
+Pairs: the first --contents contents x the first --styles styles of the split, each list sorted by path,
+or, with --sample, that many of each drawn with --seed (the training split is large). ``--split train``
+measures images the decoders were trained on: the gap between train and heldout tells overfitting from
+a decoder that got worse everywhere. The optimisation baseline is not run (see evaluate.py for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from evaluate import center_crop, measure, style_statistics
+
+from adain import StyleTransfer
+from adain.errors import AdainError, InputError
+from adain.functional import adain
+from adain.images import load_image
+from adain.progress import Progress
+
+
+@dataclass(frozen=True)
+class Summary:
+    name: str
+    content: float
+    style: float
+    d_content: float  # mean paired difference to the first decoder
+    d_content_se: float
+    d_style: float
+    d_style_se: float
+
+
+def split_files(corpus: Path, split: str) -> tuple[list[str], list[str]]:
+    manifest = corpus / "manifest.csv"
+    try:
+        with manifest.open(newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as e:
+        raise InputError(f"cannot read {manifest}: {e.strerror or e}") from e
+    pick = {kind: sorted(r["file"] for r in rows if r.get("split") == split and r.get("kind") == kind)
+            for kind in ("content", "style")}  # fmt: skip
+    if not pick["content"] or not pick["style"]:
+        raise InputError(f"{manifest} has no {split} contents or styles")
+    return pick["content"], pick["style"]
+
+
+def choose(files: list[str], n: int, sample: bool, rng: random.Random) -> list[str]:
+    if n > len(files):
+        raise InputError(f"asked for {n} images but the split has {len(files)}")
+    return sorted(rng.sample(files, n)) if sample else files[:n]
+
+
+def _diff(a: list[float], b: list[float], n_styles: int) -> tuple[float, float]:
+    """Mean of b - a over the pairs, and its standard error over the styles.
+
+    Pairs are content-major. A decoder's gain depends mostly on the style, so pairs that share a style are
+    not independent: the error is taken over the per-style means (with one style it is 0).
+    """
+    d = [y - x for x, y in zip(a, b, strict=True)]
+    per_style = [statistics.fmean(d[i::n_styles]) for i in range(n_styles)]
+    se = statistics.stdev(per_style) / math.sqrt(n_styles) if n_styles > 1 else 0.0
+    return statistics.fmean(d), se
+
+
+def compare(args: argparse.Namespace) -> list[Summary]:
+    rng = random.Random(args.seed)
+    contents, styles = split_files(args.corpus, args.split)
+    contents = choose(contents, args.contents, args.sample, rng)
+    styles = choose(styles, args.styles, args.sample, rng)
+    nets = [StyleTransfer.load(p, device=args.device, precision="fp32") for p in args.decoders]
+    enc = nets[0].encoder
+    load = lambda f: center_crop(load_image(args.corpus / f, args.size), args.size).unsqueeze(0)  # noqa: E731
+    c_imgs = [load(f) for f in contents]
+    s_imgs = [load(f) for f in styles]
+    losses: list[dict[str, list[float]]] = [{"content": [], "style": []} for _ in nets]
+    t0 = time.perf_counter()
+    with torch.inference_mode(), Progress(len(c_imgs) * len(s_imgs), "pairs") as bar:
+        s_stats = [style_statistics(enc, s) for s in s_imgs]
+        s_deep = [enc(s, last="relu4_1")["relu4_1"] for s in s_imgs]
+        for c in c_imgs:
+            c_feat = enc(c, last="relu4_1")["relu4_1"]
+            for stats, deep in zip(s_stats, s_deep, strict=True):
+                t = adain(c_feat, deep)
+                for net, acc in zip(nets, losses, strict=True):
+                    out = net.decoder(t).clamp(0, 1)
+                    m = measure(enc, out, t, c_feat, stats)
+                    acc["content"].append(m.content)
+                    acc["style"].append(m.style)
+                bar.update(1)
+    print(f"{len(c_imgs)} contents x {len(s_imgs)} styles ({args.split}, {args.size}²) in "
+          f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
+    base = losses[0]
+    out = []
+    for path, acc in zip(args.decoders, losses, strict=True):
+        dc, dcs = _diff(base["content"], acc["content"], len(s_imgs))
+        ds, dss = _diff(base["style"], acc["style"], len(s_imgs))
+        out.append(Summary(path.name, statistics.fmean(acc["content"]), statistics.fmean(acc["style"]),
+                           dc, dcs, ds, dss))  # fmt: skip
+    return out
+
+
+def format_table(rows: list[Summary]) -> str:
+    lines = ["| decoder | content | style | Δcontent vs first (± s.e. over styles) | Δstyle vs first (± s.e.) |",
+             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    for r in rows:
+        lines.append(f"| {r.name} | {r.content:.3f} | {r.style:.3f} | {r.d_content:+.3f} ± {r.d_content_se:.3f} "
+                     f"| {r.d_style:+.3f} ± {r.d_style_se:.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("decoders", nargs="+", type=Path, help="decoder .safetensors files; the first is the baseline")
+    p.add_argument("--corpus", type=Path, required=True, help="corpus folder with manifest.csv")
+    p.add_argument("--split", choices=("heldout", "train"), default="heldout")
+    p.add_argument("--contents", type=int, default=12)
+    p.add_argument("--styles", type=int, default=12)
+    p.add_argument("--sample", action="store_true", help="draw the images at random (with --seed) instead of the first N")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=256, help="square side: shorter side resized, then centre-cropped")
+    p.add_argument("--device", default="cpu")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        rows = compare(args)
+    except AdainError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(format_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

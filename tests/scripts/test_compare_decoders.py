@@ -1,0 +1,71 @@
+"""scripts/compare_decoders.py: paired differences on a tiny held-out split, with real decoders."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+from adain.tensorfile import load_tensors, save_tensors
+from adain.weights import DEFAULT_DECODER_PATH
+from tests.scripts.script_loader import load_script
+
+
+@pytest.fixture(scope="module")
+def cmp():
+    return load_script("compare_decoders")
+
+
+@pytest.fixture
+def corpus(tmp_path, samples) -> Path:
+    root = tmp_path / "corpus"
+    rows = []
+    for kind in ("content", "style"):
+        (root / kind).mkdir(parents=True)
+        for f in sorted(samples.glob(f"{kind}_*.jpg"))[:2]:
+            (root / kind / f.name).write_bytes(f.read_bytes())
+            rows.append({"split": "heldout", "kind": kind, "file": f"{kind}/{f.name}"})
+    with (root / "manifest.csv").open("w", newline="") as fh:
+        w = csv.DictWriter(fh, ["split", "kind", "file"])
+        w.writeheader()
+        w.writerows(rows)
+    return root
+
+
+def _perturbed_decoder(path: Path) -> Path:
+    tensors, meta = load_tensors(DEFAULT_DECODER_PATH)
+    g = torch.Generator().manual_seed(0)
+    w = tensors["dec1_1.weight"]
+    tensors["dec1_1.weight"] = (w.float() + 0.05 * w.float().std() * torch.randn(w.shape, generator=g)).half()
+    save_tensors(path, tensors, meta)
+    return path
+
+
+def test_same_decoder_differs_by_zero_and_another_does_not(cmp, corpus, tmp_path, capsys):
+    other = _perturbed_decoder(tmp_path / "other.safetensors")
+    args = ["--corpus", str(corpus), "--contents", "2", "--styles", "2", "--size", "64",
+            str(DEFAULT_DECODER_PATH), str(DEFAULT_DECODER_PATH), str(other)]  # fmt: skip
+    rows = cmp.compare(cmp.parse_args(args))
+    assert [r.name for r in rows] == ["decoder.safetensors", "decoder.safetensors", "other.safetensors"]
+    assert rows[1].d_content == rows[1].d_style == 0.0 and rows[1].content == rows[0].content
+    assert rows[2].d_content != 0.0 and rows[2].d_style != 0.0
+    assert rows[2].d_style == pytest.approx(rows[2].style - rows[0].style, abs=1e-9)
+    assert cmp.main(args) == 0
+    table = capsys.readouterr().out
+    assert "2 contents x 2 styles (heldout, 64²)" in table and table.count("| decoder.safetensors |") == 2
+
+
+def test_standard_error_is_over_styles(cmp):
+    # content-major pairs: 2 contents x 2 styles; style 0 gains 1 and 3 (mean 2), style 1 gains 0 and 2 (mean 1)
+    mean, se = cmp._diff([0.0] * 4, [1.0, 0.0, 3.0, 2.0], n_styles=2)
+    assert mean == 1.5
+    assert se == pytest.approx(0.5)  # stdev of (2, 1) / sqrt(2)
+
+
+def test_bad_requests_say_what_is_wrong(cmp, corpus, capsys):
+    assert cmp.main(["--corpus", str(corpus), "--contents", "5", str(DEFAULT_DECODER_PATH)]) == 2
+    assert "asked for 5 images but the split has 2" in capsys.readouterr().err
+    assert cmp.main(["--corpus", str(corpus), "--split", "train", str(DEFAULT_DECODER_PATH)]) == 2
+    assert "has no train contents or styles" in capsys.readouterr().err
