@@ -8,7 +8,8 @@ encoder's Lc against the AdaIN target, Ls on mean/std at relu1_1..relu4_1), exac
 ``scripts/evaluate.py`` measures "ours". Because the pairs are shared, the difference to the first decoder
 is reported per pair, with its standard error over the styles (pairs that share a style are not
 independent: how much a decoder gains depends mostly on the style). Use many styles: with five, one odd
-style decides the sign.
+style decides the sign. Rows per style category of the manifest (painting, portrait, ...) follow the
+rows over all styles: a decoder can gain on the kind of art that dominates training and lose on another.
 
 Pairs: the first --contents contents x the first --styles styles of the split, each list sorted by path,
 or, with --sample, that many of each drawn with --seed (the training split is large). ``--split train``
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import math
 import random
 import statistics
@@ -44,6 +46,8 @@ from adain.progress import Progress
 @dataclass(frozen=True)
 class Summary:
     name: str
+    group: str  # "all", or a style category of the manifest ("painting", "portrait", ...)
+    n_styles: int
     content: float
     style: float
     d_content: float  # mean paired difference to the first decoder
@@ -52,18 +56,25 @@ class Summary:
     d_style_se: float
 
 
-def split_files(corpus: Path, split: str) -> tuple[list[str], list[str]]:
+@dataclass(frozen=True)
+class Split:
+    contents: list[str]  # files, sorted
+    styles: list[str]
+    category: dict[str, str]  # file -> the manifest's category ("" where it has none)
+
+
+def split_files(corpus: Path, split: str) -> Split:
     manifest = corpus / "manifest.csv"
     try:
         with manifest.open(newline="") as f:
-            rows = list(csv.DictReader(f))
+            rows = [r for r in csv.DictReader(f) if r.get("split") == split]
     except OSError as e:
         raise InputError(f"cannot read {manifest}: {e.strerror or e}") from e
-    pick = {kind: sorted(r["file"] for r in rows if r.get("split") == split and r.get("kind") == kind)
-            for kind in ("content", "style")}  # fmt: skip
-    if not pick["content"] or not pick["style"]:
+    contents = sorted(r["file"] for r in rows if r.get("kind") == "content")
+    styles = sorted(r["file"] for r in rows if r.get("kind") == "style")
+    if not contents or not styles:
         raise InputError(f"{manifest} has no {split} contents or styles")
-    return pick["content"], pick["style"]
+    return Split(contents, styles, {r["file"]: r.get("category") or "" for r in rows})
 
 
 def choose(files: list[str], n: int, sample: bool, rng: random.Random) -> list[str]:
@@ -72,23 +83,28 @@ def choose(files: list[str], n: int, sample: bool, rng: random.Random) -> list[s
     return sorted(rng.sample(files, n)) if sample else files[:n]
 
 
-def _diff(a: list[float], b: list[float], n_styles: int) -> tuple[float, float]:
-    """Mean of b - a over the pairs, and its standard error over the styles.
+def _diff(a: list[float], b: list[float], n_styles: int, styles: list[int] | None = None) -> tuple[float, float]:
+    """Mean of b - a over the pairs (of ``styles`` only, if given), and its standard error over the styles.
 
     Pairs are content-major. A decoder's gain depends mostly on the style, so pairs that share a style are
     not independent: the error is taken over the per-style means (with one style it is 0).
     """
     d = [y - x for x, y in zip(a, b, strict=True)]
-    per_style = [statistics.fmean(d[i::n_styles]) for i in range(n_styles)]
-    se = statistics.stdev(per_style) / math.sqrt(n_styles) if n_styles > 1 else 0.0
-    return statistics.fmean(d), se
+    per_style = [statistics.fmean(d[i::n_styles]) for i in (range(n_styles) if styles is None else styles)]
+    se = statistics.stdev(per_style) / math.sqrt(len(per_style)) if len(per_style) > 1 else 0.0
+    return statistics.fmean(per_style), se
+
+
+def _mean(values: list[float], n_styles: int, styles: list[int]) -> float:
+    return statistics.fmean(statistics.fmean(values[i::n_styles]) for i in styles)
 
 
 def compare(args: argparse.Namespace) -> list[Summary]:
+    """One "all" row per decoder, then one per decoder and style category (when the split has several)."""
     rng = random.Random(args.seed)
-    contents, styles = split_files(args.corpus, args.split)
-    contents = choose(contents, args.contents, args.sample, rng)
-    styles = choose(styles, args.styles, args.sample, rng)
+    split = split_files(args.corpus, args.split)
+    contents = choose(split.contents, args.contents, args.sample, rng)
+    styles = choose(split.styles, args.styles, args.sample, rng)
     nets = [StyleTransfer.load(p, device=args.device, precision="fp32") for p in args.decoders]
     enc = nets[0].encoder
     load = lambda f: center_crop(load_image(args.corpus / f, args.size), args.size).unsqueeze(0)  # noqa: E731
@@ -111,22 +127,34 @@ def compare(args: argparse.Namespace) -> list[Summary]:
                 bar.update(1)
     print(f"{len(c_imgs)} contents x {len(s_imgs)} styles ({args.split}, {args.size}²) in "
           f"{time.perf_counter() - t0:.0f} s")  # fmt: skip
-    base = losses[0]
-    out = []
-    for path, acc in zip(args.decoders, losses, strict=True):
-        dc, dcs = _diff(base["content"], acc["content"], len(s_imgs))
-        ds, dss = _diff(base["style"], acc["style"], len(s_imgs))
-        out.append(Summary(path.name, statistics.fmean(acc["content"]), statistics.fmean(acc["style"]),
-                           dc, dcs, ds, dss))  # fmt: skip
-    return out
+    if args.csv:
+        with args.csv.open("w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["decoder", "content", "style", "style_category", "content_loss", "style_loss"])
+            for path, acc in zip(args.decoders, losses, strict=True):
+                for k, (cf, sf) in enumerate(itertools.product(contents, styles)):
+                    w.writerow([path.name, cf, sf, split.category.get(sf, ""), acc["content"][k], acc["style"][k]])
+    groups = {"all": list(range(len(styles)))}
+    categories = sorted({split.category.get(f, "") for f in styles})
+    if len(categories) > 1:
+        groups |= {c or "(none)": [i for i, f in enumerate(styles) if split.category.get(f, "") == c] for c in categories}
+    base, n = losses[0], len(styles)
+    rows = []
+    for group, idx in groups.items():
+        for path, acc in zip(args.decoders, losses, strict=True):
+            dc, dcs = _diff(base["content"], acc["content"], n, idx)
+            ds, dss = _diff(base["style"], acc["style"], n, idx)
+            rows.append(Summary(path.name, group, len(idx), _mean(acc["content"], n, idx), _mean(acc["style"], n, idx),
+                                dc, dcs, ds, dss))  # fmt: skip
+    return rows
 
 
 def format_table(rows: list[Summary]) -> str:
-    lines = ["| decoder | content | style | Δcontent vs first (± s.e. over styles) | Δstyle vs first (± s.e.) |",
-             "|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines = ["| decoder | styles | content | style | Δcontent vs first (± s.e. over styles) | Δstyle vs first (± s.e.) |",
+             "|---|---|---:|---:|---:|---:|"]  # fmt: skip
     for r in rows:
-        lines.append(f"| {r.name} | {r.content:.3f} | {r.style:.3f} | {r.d_content:+.3f} ± {r.d_content_se:.3f} "
-                     f"| {r.d_style:+.3f} ± {r.d_style_se:.3f} |")  # fmt: skip
+        lines.append(f"| {r.name} | {r.group} ({r.n_styles}) | {r.content:.3f} | {r.style:.3f} "
+                     f"| {r.d_content:+.3f} ± {r.d_content_se:.3f} | {r.d_style:+.3f} ± {r.d_style_se:.3f} |")  # fmt: skip
     return "\n".join(lines)
 
 
@@ -141,6 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=256, help="square side: shorter side resized, then centre-cropped")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--csv", type=Path, help="also write every pair's losses (per decoder) to this CSV file")
     return p.parse_args(argv)
 
 

@@ -34,6 +34,30 @@ def corpus(tmp_path, samples) -> Path:
     return root
 
 
+def test_rows_per_style_category_and_the_csv(cmp, corpus, tmp_path):
+    manifest = corpus / "manifest.csv"
+    rows = list(csv.DictReader(manifest.open()))
+    with manifest.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, ["split", "kind", "file", "category"])
+        w.writeheader()
+        for r, cat in zip(rows, ["photo", "photo", "painting", "portrait"], strict=True):
+            w.writerow(r | {"category": cat})
+    other = _perturbed_decoder(tmp_path / "other.safetensors")
+    out = tmp_path / "pairs.csv"
+    args = ["--corpus", str(corpus), "--contents", "2", "--styles", "2", "--size", "64", "--csv", str(out),
+            str(DEFAULT_DECODER_PATH), str(other)]  # fmt: skip
+    summary = cmp.compare(cmp.parse_args(args))
+    assert [(r.group, r.n_styles) for r in summary] == [("all", 2)] * 2 + [("painting", 1)] * 2 + [("portrait", 1)] * 2
+    pairs = list(csv.DictReader(out.open()))
+    assert len(pairs) == 2 * 4 and {p["style_category"] for p in pairs} == {"painting", "portrait"}
+    for group in ("painting", "portrait"):  # a category's row is the mean of its pairs
+        mine = [float(p["style_loss"]) for p in pairs if p["decoder"] == "other.safetensors" and p["style_category"] == group]
+        row = next(r for r in summary if r.group == group and r.name == "other.safetensors")
+        assert row.style == pytest.approx(sum(mine) / len(mine))
+    all_row = next(r for r in summary if r.group == "all" and r.name == "other.safetensors")
+    assert all_row.d_style == pytest.approx(sum(r.d_style for r in summary[3::2]) / 2)
+
+
 def _perturbed_decoder(path: Path) -> Path:
     tensors, meta = load_tensors(DEFAULT_DECODER_PATH)
     g = torch.Generator().manual_seed(0)
