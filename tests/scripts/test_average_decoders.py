@@ -1,0 +1,55 @@
+"""scripts/average_decoders.py: the mean of real decoder files, loadable, and refusals that say why."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from adain import StyleTransfer
+from adain.tensorfile import load_tensors, save_tensors
+from adain.weights import DEFAULT_DECODER_PATH
+from tests.scripts.script_loader import load_script
+
+
+@pytest.fixture(scope="module")
+def avg():
+    return load_script("average_decoders")
+
+
+def _snapshot(path, iterations: int, shift: float):
+    tensors, meta = load_tensors(DEFAULT_DECODER_PATH)
+    save_tensors(path, {k: (v.float() + shift).half() for k, v in tensors.items()}, meta | {"iterations": str(iterations)})
+    return path
+
+
+def test_mean_of_snapshots_loads_as_a_decoder(avg, tmp_path, capsys):
+    a = _snapshot(tmp_path / "a.safetensors", 1000, -0.25)
+    b = _snapshot(tmp_path / "b.safetensors", 1500, +0.25)
+    out = tmp_path / "mean.safetensors"
+    assert avg.main([str(b), str(a), "--out", str(out)]) == 0
+    assert "mean of 2 decoders, iterations [1000, 1500]" in capsys.readouterr().out
+    mean, meta = load_tensors(out)
+    ref, _ = load_tensors(DEFAULT_DECODER_PATH)
+    for k in ref:
+        assert mean[k].dtype == torch.float16
+        torch.testing.assert_close(mean[k].float(), ref[k].float(), atol=2e-3, rtol=2e-3)  # the ±0.25 shifts cancel
+    assert (meta["iterations"], json.loads(meta["averaged_iterations"])) == ("1500", [1000, 1500])
+    st = StyleTransfer.load(out, device="cpu", precision="fp32")
+    assert st.decoder_metadata["name"] == "adain-decoder-1500it-avg2"
+
+
+def test_refuses_what_is_not_two_snapshots_of_one_decoder(avg, tmp_path, capsys):
+    a = _snapshot(tmp_path / "a.safetensors", 1000, 0.0)
+    out = str(tmp_path / "x.safetensors")
+    assert avg.main([str(a), "--out", out]) == 2
+    assert "at least two snapshots" in capsys.readouterr().err
+    tensors, meta = load_tensors(a)
+    save_tensors(tmp_path / "enc.safetensors", tensors, meta | {"kind": "encoder"})
+    assert avg.main([str(a), str(tmp_path / "enc.safetensors"), "--out", out]) == 2
+    assert "holds 'encoder' weights, expected a decoder" in capsys.readouterr().err
+    save_tensors(tmp_path / "less.safetensors", dict(list(tensors.items())[1:]), meta)
+    assert avg.main([str(a), str(tmp_path / "less.safetensors"), "--out", out]) == 2
+    assert "other tensors than" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
