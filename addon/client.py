@@ -37,14 +37,14 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
+from .client_types import AUTH, CLOSED, TIMEOUT, VERSION, ClientCurve, ClientError, Pending
 from .protocol import (
     PROTOCOL_VERSION,
     Cancel,
@@ -72,105 +72,11 @@ from .protocol import (
     style_id,
 )
 
+__all__ = ["AUTH", "CLOSED", "DEFAULT_ENDPOINT", "TIMEOUT", "VERSION", "Client", "ClientCurve", "ClientError", "Pending"]
+
 log = logging.getLogger("addon.client")
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 MAX_STYLE_RETRIES = 3
-T = TypeVar("T")
-
-# ClientError codes beyond the protocol's ErrorCode values
-TIMEOUT = "timeout"  # the backend did not answer
-AUTH = "auth"  # the CURVE handshake failed
-VERSION = "version"  # the backend speaks another protocol version
-CLOSED = "closed"  # the client was closed with the request outstanding
-
-
-class ClientError(Exception):
-    """Anything that went wrong talking to the backend. ``code``: a protocol ErrorCode value (the backend's
-    answer) or one of TIMEOUT, AUTH, VERSION, CLOSED; the message says what to do."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class ClientCurve:
-    """CurveZMQ keys (Z85): the backend's public key and this client's key pair."""
-
-    server_public: bytes
-    public: bytes
-    secret: bytes
-
-    @classmethod
-    def from_files(cls, server_public_file: str | Path, client_secret_file: str | Path) -> ClientCurve:
-        """From the backend's ``server.key`` and this client's ``*.key_secret`` (``adain-backend --generate-keys``)."""
-        try:
-            server_public, _ = zmq.auth.load_certificate(server_public_file)
-            public, secret = zmq.auth.load_certificate(client_secret_file)
-        except (OSError, ValueError) as e:
-            raise ClientError(AUTH, f"cannot read the CURVE keys: {e}") from e
-        if not secret:
-            raise ClientError(AUTH, f"{client_secret_file} holds no secret key: pass the client's .key_secret file")
-        return cls(server_public, public, secret)
-
-
-class Pending(Generic[T]):
-    """A request in flight: ``result(timeout)`` waits for it; ``cancel()`` asks the backend to drop it."""
-
-    def __init__(self, client: Client, request_id: str) -> None:
-        self.id = request_id
-        self._client = client
-        self._done = threading.Event()
-        self._value: T | None = None
-        self._error: ClientError | None = None
-        self._callbacks: list[Callable[[Pending[T]], None]] = []
-        self._lock = threading.Lock()
-
-    def done(self) -> bool:
-        return self._done.is_set()
-
-    def result(self, timeout: float | None = None) -> T:
-        """The reply; raises ClientError when the request failed, or TIMEOUT if it is not done in ``timeout`` s
-        (it stays in flight: call result() again or cancel())."""
-        if not self._done.wait(timeout):
-            raise ClientError(TIMEOUT, f"request {self.id} is not done after {timeout:g} s; it is still in flight")
-        if self._error is not None:
-            raise self._error
-        return self._value  # type: ignore[return-value]
-
-    def exception(self, timeout: float | None = None) -> ClientError | None:
-        try:
-            self.result(timeout)
-        except ClientError as e:
-            return e
-        return None
-
-    def cancel(self) -> None:
-        """Ask the backend to drop this request; ``result()`` then raises ClientError("cancelled") unless the
-        result had already been sent."""
-        self._client._call_soon(lambda: self._client._cancel(self.id))
-
-    def add_done_callback(self, fn: Callable[[Pending[T]], None]) -> None:
-        """Call ``fn(self)`` when done (on the I/O thread, or at once if already done)."""
-        with self._lock:
-            if not self._done.is_set():
-                self._callbacks.append(fn)
-                return
-        fn(self)
-
-    def _finish(self, value: T | None, error: ClientError | None) -> None:
-        with self._lock:
-            if self._done.is_set():
-                return
-            self._value, self._error = value, error
-            self._done.set()
-            callbacks, self._callbacks = self._callbacks, []
-        for fn in callbacks:
-            try:
-                fn(self)
-            except Exception:
-                log.exception("a done callback of %s failed", self.id)
 
 
 @dataclass(eq=False)
@@ -377,7 +283,7 @@ class Client:
                               f"{lim.max_message_bytes} bytes: send float16 or uint8 data, or smaller images")  # fmt: skip
 
     def _submit(self, msg: Request) -> Pending[Any]:
-        pending: Pending[Any] = Pending(self, msg.id)
+        pending: Pending[Any] = Pending(msg.id, lambda rid: self._call_soon(lambda: self._cancel(rid)))
         styles: tuple[str, ...] = ()
         if isinstance(msg, Stylize):
             styles = tuple(dict.fromkeys(s.id for r in msg.regions for s in r.styles))
