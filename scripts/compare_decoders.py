@@ -41,6 +41,7 @@ from adain.errors import AdainError, InputError
 from adain.functional import adain
 from adain.images import load_image
 from adain.progress import Progress
+from adain.weights import load_decoder
 
 
 @dataclass(frozen=True)
@@ -99,18 +100,46 @@ def _mean(values: list[float], n_styles: int, styles: list[int]) -> float:
     return statistics.fmean(statistics.fmean(values[i::n_styles]) for i in styles)
 
 
+def labels(paths: list[Path]) -> list[str]:
+    """Row names: the file name, or the path as given where two different files share a name."""
+    by_name: dict[str, set[Path]] = {}
+    for p in paths:
+        by_name.setdefault(p.name, set()).add(p.resolve())
+    return [p.name if len(by_name[p.name]) == 1 else str(p) for p in paths]
+
+
+def load_decoders(paths: list[Path], device: str) -> tuple[StyleTransfer, list[torch.nn.Module]]:
+    """The first decoder with its encoder, then every decoder; the encoder is built once and shared, so all
+    decoders must have been trained against the same one."""
+    first = StyleTransfer.load(paths[0], device=device, precision="fp32")
+    decoders: list[torch.nn.Module] = [first.decoder]
+    for path in paths[1:]:
+        dec, meta = load_decoder(path)
+        wanted = meta.get("encoder", first.encoder_name)
+        if wanted != first.encoder_name:
+            raise InputError(
+                f"{path} was trained with encoder {wanted!r} but {paths[0]} with {first.encoder_name!r}: "
+                "compare decoders of one encoder at a time"
+            )
+        dec = dec.to(first.device).eval().requires_grad_(False)
+        if first.channels_last:  # the same memory layout as the first, so equal weights give equal losses
+            dec.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        decoders.append(dec)
+    return first, decoders
+
+
 def compare(args: argparse.Namespace) -> list[Summary]:
     """One "all" row per decoder, then one per decoder and style category (when the split has several)."""
     rng = random.Random(args.seed)
     split = split_files(args.corpus, args.split)
     contents = choose(split.contents, args.contents, args.sample, rng)
     styles = choose(split.styles, args.styles, args.sample, rng)
-    nets = [StyleTransfer.load(p, device=args.device, precision="fp32") for p in args.decoders]
-    enc = nets[0].encoder
-    load = lambda f: center_crop(load_image(args.corpus / f, args.size), args.size).unsqueeze(0)  # noqa: E731
+    first, decoders = load_decoders(args.decoders, args.device)
+    enc, names = first.encoder, labels(args.decoders)
+    load = lambda f: center_crop(load_image(args.corpus / f, args.size), args.size).unsqueeze(0).to(first.device)  # noqa: E731
     c_imgs = [load(f) for f in contents]
     s_imgs = [load(f) for f in styles]
-    losses: list[dict[str, list[float]]] = [{"content": [], "style": []} for _ in nets]
+    losses: list[dict[str, list[float]]] = [{"content": [], "style": []} for _ in decoders]
     t0 = time.perf_counter()
     with torch.inference_mode(), Progress(len(c_imgs) * len(s_imgs), "pairs") as bar:
         s_stats = [style_statistics(enc, s) for s in s_imgs]
@@ -119,8 +148,8 @@ def compare(args: argparse.Namespace) -> list[Summary]:
             c_feat = enc(c, last="relu4_1")["relu4_1"]
             for stats, deep in zip(s_stats, s_deep, strict=True):
                 t = adain(c_feat, deep)
-                for net, acc in zip(nets, losses, strict=True):
-                    out = net.decoder(t).clamp(0, 1)
+                for decoder, acc in zip(decoders, losses, strict=True):
+                    out = decoder(t).clamp(0, 1)
                     m = measure(enc, out, t, c_feat, stats)
                     acc["content"].append(m.content)
                     acc["style"].append(m.style)
@@ -131,9 +160,9 @@ def compare(args: argparse.Namespace) -> list[Summary]:
         with args.csv.open("w", newline="") as f:
             w = csv.writer(f)
             w.writerow(["decoder", "content", "style", "style_category", "content_loss", "style_loss"])
-            for path, acc in zip(args.decoders, losses, strict=True):
+            for name, acc in zip(names, losses, strict=True):
                 for k, (cf, sf) in enumerate(itertools.product(contents, styles)):
-                    w.writerow([path.name, cf, sf, split.category.get(sf, ""), acc["content"][k], acc["style"][k]])
+                    w.writerow([name, cf, sf, split.category.get(sf, ""), acc["content"][k], acc["style"][k]])
     groups = {"all": list(range(len(styles)))}
     categories = sorted({split.category.get(f, "") for f in styles})
     if len(categories) > 1:
@@ -141,10 +170,10 @@ def compare(args: argparse.Namespace) -> list[Summary]:
     base, n = losses[0], len(styles)
     rows = []
     for group, idx in groups.items():
-        for path, acc in zip(args.decoders, losses, strict=True):
+        for name, acc in zip(names, losses, strict=True):
             dc, dcs = _diff(base["content"], acc["content"], n, idx)
             ds, dss = _diff(base["style"], acc["style"], n, idx)
-            rows.append(Summary(path.name, group, len(idx), _mean(acc["content"], n, idx), _mean(acc["style"], n, idx),
+            rows.append(Summary(name, group, len(idx), _mean(acc["content"], n, idx), _mean(acc["style"], n, idx),
                                 dc, dcs, ds, dss))  # fmt: skip
     return rows
 

@@ -93,3 +93,26 @@ def test_bad_requests_say_what_is_wrong(cmp, corpus, capsys):
     assert "asked for 5 images but the split has 2" in capsys.readouterr().err
     assert cmp.main(["--corpus", str(corpus), "--split", "train", str(DEFAULT_DECODER_PATH)]) == 2
     assert "has no train contents or styles" in capsys.readouterr().err
+
+
+def test_two_files_with_one_name_get_their_paths_as_row_names(cmp, corpus, tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = _perturbed_decoder(tmp_path / "a" / "decoder.safetensors")
+    b = tmp_path / "b" / "decoder.safetensors"
+    b.write_bytes(DEFAULT_DECODER_PATH.read_bytes())
+    assert cmp.labels([a, b, a]) == [str(a), str(b), str(a)]
+    assert cmp.labels([a, tmp_path / "other.safetensors"]) == ["decoder.safetensors", "other.safetensors"]
+    args = ["--corpus", str(corpus), "--contents", "1", "--styles", "1", "--size", "64", str(a), str(b)]
+    assert [r.name for r in cmp.compare(cmp.parse_args(args))] == [str(a), str(b)]
+
+
+def test_a_decoder_of_another_encoder_is_refused(cmp, corpus, tmp_path):
+    tensors, meta = load_tensors(DEFAULT_DECODER_PATH)
+    other = tmp_path / "raw.safetensors"
+    save_tensors(other, tensors, meta | {"encoder": "vgg19-raw-test"})
+    args = ["--corpus", str(corpus), "--contents", "1", "--styles", "1", "--size", "64",
+            str(DEFAULT_DECODER_PATH), str(other)]  # fmt: skip
+    with pytest.raises(cmp.InputError, match="vgg19-raw-test"):
+        cmp.compare(cmp.parse_args(args))
+    assert cmp.main(args) == 2
