@@ -1,70 +1,120 @@
-"""Decoder training (paper §6.2), resumable exactly across sessions.
+"""Decoder training (paper §6.2), resumable exactly across sessions, with a measured recipe.
 
-    adain train --corpus /data/corpus --checkpoint checkpoints/decoder.ckpt --iterations 20000 --crop 128
+    adain train --corpus /data/corpus --checkpoint runs/decoder.ckpt --iterations 20000 --crop 128
 
 Adam, lr 1e-4 with inverse decay lr / (1 + 5e-5 * iter), batch 8, content loss at relu4_1 against the
-AdaIN target, style loss on mean/std at relu1_1..relu4_1 with weight 10 (mean-reduced MSE). Content
-images: shorter side 512, random crops; styles: shorter side drawn from 256..768, random crops, flips.
+AdaIN target, style loss on mean/std at relu1_1..relu4_1 (mean-reduced MSE) with weight λ and optional
+per-layer weights. The recipe (``TrainConfig``, ``docs/training.md``) adds reconstruction samples (style =
+content, the α = 0 case) to every batch or to a warm-up, with optional extra content layers and a pixel
+term on them. Content images: shorter side 512, random crops; styles: shorter side drawn from 256..768,
+random crops, flips (``adain.train_data``).
 
 Every batch is drawn from a generator seeded by (seed, iteration), so a resumed run sees exactly the
 batches an uninterrupted one would. The checkpoint (safetensors) holds the decoder, Adam's state, the
-iteration and the RNG state; a CSV log beside it has one row per logged iteration for plotting.
+iteration and the RNG state; a CSV log beside it has one row per iteration for plotting, and with
+``--eval-every N`` a second CSV (``<name>.eval.csv``) holds the held-out evaluation every N iterations
+(``adain.train_eval``). ``--init-from DECODER`` starts a new run from exported weights with a fresh Adam.
 Ctrl-C (or SIGTERM) saves a checkpoint and exits. ``--snapshot-every N`` also exports the decoder every N
 iterations, since the last iteration is not necessarily the best decoder on images it never saw.
+Checkpoints hold optimizer state: keep them out of git (``runs/`` and ``checkpoints/*.ckpt`` are ignored).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
-import random
 import signal
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import IO, Any
 
-import numpy as np
 import torch
-from PIL import Image
+import torch.nn.functional as F
 
 from adain.errors import InputError
 from adain.functional import adain
-from adain.images import resize_shorter
-from adain.losses import content_loss, style_loss
-from adain.networks import Decoder, Encoder
+from adain.losses import TORCH_STYLE_LAYER_WEIGHTS, UNIFORM_STYLE_LAYER_WEIGHTS, content_loss, style_loss_per_layer
+from adain.networks import TAPS, Decoder, Encoder
 from adain.progress import Progress
 from adain.tensorfile import load_tensors, save_tensors
-from adain.weights import ENCODER_NORMALISED, build_encoder, save_network
+from adain.train_data import BatchSource, Sampling, corpus_pools, folder_pool
+from adain.train_eval import append_eval_log, evaluate_decoder, load_heldout
+from adain.weights import ENCODER_NORMALISED, build_encoder, load_decoder, save_network
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+STYLE_LAYER_PRESETS = {"uniform": UNIFORM_STYLE_LAYER_WEIGHTS, "torch": TORCH_STYLE_LAYER_WEIGHTS}
 
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """The training recipe. Defaults are the paper's PyTorch-port recipe (what trained until 20,379)."""
+
     lr: float = 1e-4
-    lr_decay: float = 5e-5
+    lr_decay: float = 5e-5  # lr / (1 + lr_decay * iteration)
     batch: int = 8
-    style_weight: float = 10.0
-    content_side: int = 512
-    style_side_min: int = 256
-    style_side_max: int = 768
+    style_weight: float = 10.0  # λ (eq. 11)
+    style_layer_weights: tuple[float, ...] = UNIFORM_STYLE_LAYER_WEIGHTS  # per tap, relu1_1 -> relu4_1
+    recon_share: float = 0.0  # share of every batch that is reconstruction samples (style = content)
+    warmup: int = 0  # iterations 1..warmup train on reconstruction samples only
+    recon_layers: tuple[str, ...] = ()  # extra content taps (f(c) targets) on reconstruction samples
+    pixel_weight: float = 0.0  # weight of a pixel MSE on reconstruction samples
+    sampling: Sampling = field(default_factory=Sampling)
     seed: int = 0
+
+    def recon_count(self, iteration: int) -> int:
+        """Reconstruction samples in the batch of 0-based ``iteration``."""
+        return self.batch if iteration < self.warmup else round(self.recon_share * self.batch)
+
+
+def _layer_weights(text: str) -> tuple[float, ...]:
+    if text in STYLE_LAYER_PRESETS:
+        return STYLE_LAYER_PRESETS[text]
+    try:
+        w = tuple(float(x) for x in text.split(","))
+    except ValueError:
+        w = ()
+    if len(w) != len(TAPS) or any(x < 0 for x in w):
+        raise argparse.ArgumentTypeError(
+            f"expected {' or '.join(STYLE_LAYER_PRESETS)}, or {len(TAPS)} non-negative comma-separated weights "
+            f"for {', '.join(TAPS)}; got {text!r}"
+        )
+    return w
 
 
 def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainConfig()
     p.add_argument("--corpus", type=Path, help="corpus folder with manifest.csv (train split is used)")
     p.add_argument("--content", type=Path, help="folder of content images (instead of --corpus)")
     p.add_argument("--style", type=Path, help="folder of style images (instead of --corpus)")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint file; resumed if it exists")
+    p.add_argument("--init-from", type=Path,
+                   help="a new run (no checkpoint yet) starts from these exported decoder weights (fresh Adam)")  # fmt: skip
     p.add_argument("--iterations", type=int, required=True, help="train until this total iteration count")
     p.add_argument("--crop", type=int, default=256, help="square crop size in pixels (paper: 256)")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    r = p.add_argument_group("recipe (docs/training.md)")
+    r.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate at iteration 0")
+    r.add_argument("--lr-decay", type=float, default=d.lr_decay, help="lr / (1 + decay * iteration); 0: constant")
+    r.add_argument("--style-weight", type=float, default=d.style_weight, help="λ, the style loss weight")
+    r.add_argument("--style-layer-weights", type=_layer_weights, default=d.style_layer_weights,
+                   help="per-layer style weights relu1_1..relu4_1: 'uniform' (1 each), 'torch' (train.lua's "
+                        "styleWeight 1e-2 scale: 0.64,1.28,2.56,5.12) or four numbers w1,w2,w3,w4")  # fmt: skip
+    r.add_argument("--recon-share", type=float, default=d.recon_share,
+                   help="share of every batch whose style image is its content image (alpha = 0 samples)")  # fmt: skip
+    r.add_argument("--warmup", type=int, default=d.warmup, help="iterations 1..N train on reconstruction only")
+    r.add_argument("--recon-layers", nargs="*", choices=TAPS, default=list(d.recon_layers),
+                   help="extra content-loss taps on reconstruction samples (target f(c))")  # fmt: skip
+    r.add_argument("--pixel-weight", type=float, default=d.pixel_weight, help="pixel MSE weight on reconstruction samples")
+    r.add_argument("--painting-weight", type=float, default=d.sampling.painting_weight,
+                   help="how much more often real paintings are drawn than other styles")  # fmt: skip
+    r.add_argument("--texture-share", type=float, default=d.sampling.texture_share,
+                   help="share of content draws that are photographic textures")  # fmt: skip
     p.add_argument("--save-every", type=int, default=200, help="checkpoint every N iterations")
     p.add_argument("--max-minutes", type=float, default=0, help="stop (with a checkpoint) after this long")
     p.add_argument("--export", type=Path, help="write the decoder as fp16 safetensors when done")
@@ -73,103 +123,29 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "(scripts/compare_decoders.py)")  # fmt: skip
     p.add_argument("--snapshots", type=Path,
                    help="folder for those snapshots (default: beside the checkpoint, <name>.snapshots/)")  # fmt: skip
+    e = p.add_argument_group("held-out evaluation (adain.train_eval; needs --corpus)")
+    e.add_argument("--eval-every", type=int, default=0,
+                   help="evaluate every N iterations (and at the start): alpha=0 PSNR, content, style; 0: off")  # fmt: skip
+    e.add_argument("--eval-contents", type=int, default=6, help="held-out photos in the evaluation")
+    e.add_argument("--eval-styles", type=int, default=6, help="held-out paintings in the evaluation")
+    e.add_argument("--eval-size", type=int, default=256, help="evaluation image size (square)")
     p.add_argument("--seed", type=int, default=0)
 
 
-# ------------------------------------------------------------------------------------------ data
-@dataclass(frozen=True)
-class Pool:
-    """Image files of one kind with sampling weights (normalised)."""
-
-    files: list[Path]
-    weights: np.ndarray
-
-
-def _folder_pool(folder: Path) -> Pool:
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise InputError(f"no images in {folder}")
-    return Pool(files, np.full(len(files), 1.0 / len(files)))
-
-
-# Content batches are ~55% photos and ~45% photographic textures; real paintings are oversampled 3x.
-_CATEGORY_WEIGHT = {"painting": 3.0}
-
-
-def _corpus_pools(corpus: Path) -> tuple[Pool, Pool]:
-    manifest = corpus / "manifest.csv"
-    if not manifest.is_file():
-        raise InputError(f"{manifest} not found: build the corpus with scripts/build_corpus.py")
-    rows = [r for r in csv.DictReader(manifest.open()) if r["split"] == "train"]
-    pools = []
-    for kind in ("content", "style"):
-        sel = [r for r in rows if r["kind"] == kind]
-        if not sel:
-            raise InputError(f"{manifest} has no training {kind} images")
-        missing = [r["file"] for r in sel if not (corpus / r["file"]).is_file()]
-        if missing:
-            raise InputError(
-                f"{manifest} lists {len(missing)} {kind} file(s) that are not in {corpus} (first: {missing[0]}): "
-                "the manifest and the images come from different builds; rebuild with scripts/build_corpus.py"
-            )
-        w = np.array([_CATEGORY_WEIGHT.get(r["category"], 1.0) for r in sel])
-        if kind == "content":
-            tex = np.array([r["category"] == "texture" for r in sel])
-            if tex.any() and (~tex).any():
-                w = np.where(tex, 0.45 / tex.sum(), 0.55 / (~tex).sum())
-        pools.append(Pool([corpus / r["file"] for r in sel], w / w.sum()))
-    return pools[0], pools[1]
-
-
-class ImageCache:
-    """Decoded images, resized once so their shorter side is ``side``, kept in memory as uint8."""
-
-    def __init__(self, side: int) -> None:
-        self.side = side
-        self._cache: dict[Path, np.ndarray] = {}
-
-    def get(self, path: Path) -> np.ndarray:
-        arr = self._cache.get(path)
-        if arr is None:
-            with Image.open(path) as im:
-                arr = np.asarray(resize_shorter(im.convert("RGB"), self.side))
-            self._cache[path] = arr
-        return arr
-
-
-def _crop(arr: np.ndarray, window: int, out: int, rng: random.Random) -> torch.Tensor:
-    h, w = arr.shape[:2]
-    window = min(window, h, w)
-    y, x = rng.randint(0, h - window), rng.randint(0, w - window)
-    patch = arr[y : y + window, x : x + window]
-    if window != out:
-        patch = np.asarray(Image.fromarray(patch).resize((out, out), Image.Resampling.BILINEAR))
-    if rng.random() < 0.5:
-        patch = patch[:, ::-1]
-    return torch.from_numpy(np.array(patch)).permute(2, 0, 1).float() / 255.0
-
-
-class BatchSource:
-    """Deterministic batches: batch ``i`` depends only on (seed, i), never on what ran before."""
-
-    def __init__(self, content: Pool, style: Pool, cfg: TrainConfig, crop: int) -> None:
-        self.content, self.style, self.cfg, self.crop = content, style, cfg, crop
-        self.content_cache = ImageCache(cfg.content_side)
-        self.style_cache = ImageCache(cfg.style_side_max)
-
-    def batch(self, iteration: int) -> tuple[torch.Tensor, torch.Tensor]:
-        rng = random.Random(f"{self.cfg.seed}:{iteration}")
-        nprng = np.random.default_rng([self.cfg.seed, iteration])
-        ci = nprng.choice(len(self.content.files), self.cfg.batch, p=self.content.weights)
-        si = nprng.choice(len(self.style.files), self.cfg.batch, p=self.style.weights)
-        contents = [_crop(self.content_cache.get(self.content.files[i]), self.crop, self.crop, rng) for i in ci]
-        styles = []
-        for i in si:
-            # Style statistics depend on scale: view the style as if its shorter side were s in [256, 768].
-            s = rng.randint(max(self.cfg.style_side_min, self.crop), self.cfg.style_side_max)
-            window = round(self.crop * self.cfg.style_side_max / s)
-            styles.append(_crop(self.style_cache.get(self.style.files[i]), window, self.crop, rng))
-        return torch.stack(contents), torch.stack(styles)
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if not 0.0 <= args.recon_share <= 1.0:
+        raise InputError(f"--recon-share must be in [0, 1], got {args.recon_share}")
+    for name in ("style_weight", "pixel_weight", "lr_decay", "warmup"):
+        if getattr(args, name) < 0:
+            raise InputError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
+    if args.lr <= 0:
+        raise InputError(f"--lr must be positive, got {args.lr}")
+    return TrainConfig(
+        lr=args.lr, lr_decay=args.lr_decay, batch=args.batch, style_weight=args.style_weight,
+        style_layer_weights=tuple(args.style_layer_weights), recon_share=args.recon_share, warmup=args.warmup,
+        recon_layers=tuple(args.recon_layers), pixel_weight=args.pixel_weight,
+        sampling=Sampling(painting_weight=args.painting_weight, texture_share=args.texture_share), seed=args.seed,
+    )  # fmt: skip
 
 
 # -------------------------------------------------------------------------------------- training
@@ -177,22 +153,43 @@ def lr_at(cfg: TrainConfig, iteration: int) -> float:
     return cfg.lr / (1.0 + cfg.lr_decay * iteration)
 
 
-def train_step(
-    encoder: Encoder, decoder: Decoder, content: torch.Tensor, style: torch.Tensor, cfg: TrainConfig,
-    autocast: torch.autocast | None,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """One forward pass; returns (content loss, style loss) with gradients to the decoder."""
-    import contextlib
+@dataclass(frozen=True)
+class StepLosses:
+    """One batch's losses (scalars with gradients to the decoder)."""
 
+    content: torch.Tensor  # relu4_1 against the AdaIN target, every sample
+    style_layers: tuple[torch.Tensor, ...]  # unweighted per tap, relu1_1 -> relu4_1
+    recon: torch.Tensor  # extra layers + pixel term on the reconstruction samples (0 without them)
+
+    def style(self, cfg: TrainConfig) -> torch.Tensor:
+        zero = torch.zeros((), device=self.content.device)
+        return sum((w * s for w, s in zip(cfg.style_layer_weights, self.style_layers, strict=True)), zero)
+
+    def total(self, cfg: TrainConfig) -> torch.Tensor:
+        return self.content + cfg.style_weight * self.style(cfg) + self.recon
+
+
+def train_step(
+    encoder: Encoder, decoder: Decoder, content: torch.Tensor, style: torch.Tensor, cfg: TrainConfig, recon: int,
+    autocast: torch.autocast | None,
+) -> StepLosses:  # fmt: skip
+    """One forward pass; the first ``recon`` samples are reconstruction samples (style = content)."""
     ctx = autocast if autocast is not None else contextlib.nullcontext()
+    extra = recon > 0 and (cfg.recon_layers or cfg.pixel_weight > 0)
     with ctx:
         with torch.no_grad():
             s_feats = encoder(style)
-            c_feat = encoder(content, last="relu4_1")["relu4_1"]
-            t = adain(c_feat, s_feats["relu4_1"])
+            c_feats = encoder(content) if extra else {"relu4_1": encoder(content, last="relu4_1")["relu4_1"]}
+            t = adain(c_feats["relu4_1"], s_feats["relu4_1"])
         out = decoder(t)
         o_feats = encoder(out)
-    return content_loss(o_feats["relu4_1"], t), style_loss(o_feats, s_feats)
+    rec = torch.zeros((), device=out.device)
+    if extra:
+        for tap in cfg.recon_layers:
+            rec = rec + content_loss(o_feats[tap][:recon], c_feats[tap][:recon])
+        if cfg.pixel_weight > 0:
+            rec = rec + cfg.pixel_weight * F.mse_loss(out[:recon].float(), content[:recon].float())
+    return StepLosses(content_loss(o_feats["relu4_1"], t), tuple(style_loss_per_layer(o_feats, s_feats)), rec)
 
 
 def save_checkpoint(path: Path, decoder: Decoder, opt: torch.optim.Adam, iteration: int, meta: dict) -> None:
@@ -235,20 +232,61 @@ def export_decoder(decoder: Decoder, path: Path, meta: dict) -> None:
     save_network(path, decoder, info, dtype=torch.float16)
 
 
+LOG_COLUMNS = ("iteration", "lr", "crop", "content_loss", "style_loss", "total", "sec_per_iter",
+               *(f"style_{t}" for t in TAPS), "recon_loss", "recon_samples")  # fmt: skip
+
+
+def _open_log(path: Path) -> IO[str]:
+    """The per-iteration CSV; a log with another header (an older format) is kept aside as ``*.old.csv``."""
+    if path.exists():
+        with path.open() as f:
+            header = f.readline().strip()
+        if header != ",".join(LOG_COLUMNS):
+            path.rename(path.with_suffix(".old.csv"))
+    new = not path.exists()
+    f = path.open("a", newline="")
+    if new:
+        csv.writer(f).writerow(LOG_COLUMNS)
+    return f
+
+
+def _start(args: argparse.Namespace, decoder: Decoder, opt: torch.optim.Adam) -> tuple[int, dict[str, Any]]:
+    """Resume the checkpoint, or start from ``--init-from`` weights, or from scratch."""
+    if args.checkpoint.is_file():
+        start, resumed = load_checkpoint(args.checkpoint, decoder, opt)
+        print(f"resumed {args.checkpoint} at iteration {start}")
+        return start, resumed
+    meta: dict[str, Any] = {"crops": {}}
+    if args.init_from:
+        init, init_meta = load_decoder(args.init_from)
+        if init_meta.get("encoder", ENCODER_NORMALISED) != ENCODER_NORMALISED:
+            raise InputError(f"{args.init_from} was trained for the encoder {init_meta.get('encoder')!r}, not ours")
+        decoder.load_state_dict(init.state_dict())
+        meta["init_from"] = {"file": str(args.init_from), "name": init_meta.get("name", ""),
+                             "iterations": init_meta.get("iterations", "")}  # fmt: skip
+        print(f"started from {args.init_from} ({init_meta.get('name', '?')}) with a fresh Adam")
+    return 0, meta
+
+
 def run_training(args: argparse.Namespace) -> int:
     from adain.model import resolve_device, resolve_precision
 
-    cfg = TrainConfig(batch=args.batch, seed=args.seed)
+    cfg = config_from_args(args)
     if args.corpus:
-        content_pool, style_pool = _corpus_pools(args.corpus)
+        content_pool, style_pool = corpus_pools(args.corpus, cfg.sampling)
     elif args.content and args.style:
-        content_pool, style_pool = _folder_pool(args.content), _folder_pool(args.style)
+        content_pool, style_pool = folder_pool(args.content), folder_pool(args.style)
     else:
         raise InputError("give --corpus DIR, or both --content DIR and --style DIR")
     if args.crop < 32 or args.crop % 8:
         raise InputError(f"--crop must be a multiple of 8 and at least 32, got {args.crop}")
     if args.snapshot_every < 0:
         raise InputError(f"--snapshot-every must be 0 (off) or a positive iteration count, got {args.snapshot_every}")
+    if args.eval_every < 0:
+        raise InputError(f"--eval-every must be 0 (off) or a positive iteration count, got {args.eval_every}")
+    if args.eval_every and not args.corpus:
+        raise InputError("--eval-every needs --corpus: the evaluation uses the corpus's held-out split")
+    heldout = load_heldout(args.corpus, args.eval_contents, args.eval_styles, args.eval_size) if args.eval_every else None
     snapshots = args.snapshots or args.checkpoint.with_suffix(".snapshots")
     device = resolve_device(args.device)
     precision = resolve_precision(args.precision, device)
@@ -257,54 +295,66 @@ def run_training(args: argparse.Namespace) -> int:
     encoder = build_encoder().to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     decoder = Decoder().to(device).to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
-    start, meta = 0, cast(dict[str, Any], {"crops": {}})
-    if args.checkpoint.is_file():
-        start, meta = load_checkpoint(args.checkpoint, decoder, opt)
-        print(f"resumed {args.checkpoint} at iteration {start}")
+    start, meta = _start(args, decoder, opt)
+    if "config" in meta and meta["config"] != json.loads(json.dumps(asdict(cfg))):
+        print(f"note: the recipe differs from the checkpoint's: now {asdict(cfg)}")
     autocast = None
     if precision != "fp32":
         autocast = torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    source = BatchSource(content_pool, style_pool, cfg, args.crop)
+    source = BatchSource(content_pool, style_pool, cfg.sampling, cfg.batch, args.crop, cfg.seed)
     args.checkpoint.parent.mkdir(parents=True, exist_ok=True)
-    log_path = args.checkpoint.with_suffix(".log.csv")
-    new_log = not log_path.exists()
+    eval_path = args.checkpoint.with_suffix(".eval.csv")
     stop = {"flag": False}
     old_handler = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     deadline = time.monotonic() + args.max_minutes * 60 if args.max_minutes else math.inf
     avg_c = avg_s = None
     it = start
+    last_eval = ""
+
+    def evaluate() -> None:
+        nonlocal last_eval
+        assert heldout is not None
+        res = evaluate_decoder(encoder, decoder, heldout)
+        append_eval_log(eval_path, it, res)
+        last_eval = f" | PSNR0 {res.psnr_alpha0:.2f} c {res.content:.2f} s {res.style:.2f}"
+        print(f"\niteration {it}: {res.line()} ({res.seconds:.0f} s)", flush=True)
+
     pool = ThreadPoolExecutor(1)
-    pending: Future | None = pool.submit(source.batch, it) if it < args.iterations else None
+    pending: Future | None = pool.submit(source.batch, it, cfg.recon_count(it)) if it < args.iterations else None
     try:
-        with log_path.open("a", newline="") as logf, Progress(args.iterations - start, "train") as bar:
+        with _open_log(args.checkpoint.with_suffix(".log.csv")) as logf, Progress(args.iterations - start, "train") as bar:
             log = csv.writer(logf)
-            if new_log:
-                log.writerow(["iteration", "lr", "crop", "content_loss", "style_loss", "total", "sec_per_iter"])
+            if heldout is not None and it < args.iterations:
+                evaluate()
             while it < args.iterations and not stop["flag"] and time.monotonic() < deadline:
                 t0 = time.monotonic()
                 assert pending is not None
                 content, style = pending.result()
-                pending = pool.submit(source.batch, it + 1) if it + 1 < args.iterations else None
+                recon = cfg.recon_count(it)
+                nxt = it + 1
+                pending = pool.submit(source.batch, nxt, cfg.recon_count(nxt)) if nxt < args.iterations else None
                 for g in opt.param_groups:
                     g["lr"] = lr_at(cfg, it)
                 content = content.to(device).contiguous(memory_format=torch.channels_last)
                 style = style.to(device).contiguous(memory_format=torch.channels_last)
-                lc, ls = train_step(encoder, decoder, content, style, cfg, autocast)
-                loss = lc + cfg.style_weight * ls
+                losses = train_step(encoder, decoder, content, style, cfg, recon, autocast)
+                loss = losses.total(cfg)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(opt)
                 scaler.update()
                 it += 1
-                c, s = float(lc.detach()), float(ls.detach())
+                c = float(losses.content.detach())
+                parts = [float(x.detach()) for x in losses.style_layers]
+                s = math.fsum(parts)  # the unweighted style loss: the same measure whatever the recipe
                 avg_c = c if avg_c is None else 0.98 * avg_c + 0.02 * c
                 avg_s = s if avg_s is None else 0.98 * avg_s + 0.02 * s
-                dt = time.monotonic() - t0
-                log.writerow([it, f"{lr_at(cfg, it - 1):.3g}", args.crop, f"{c:.5f}", f"{s:.5f}",
-                              f"{c + cfg.style_weight * s:.5f}", f"{dt:.3f}"])  # fmt: skip
+                log.writerow([it, f"{lr_at(cfg, it - 1):.3g}", args.crop, f"{c:.5f}", f"{s:.5f}", f"{float(loss.detach()):.5f}",
+                              f"{time.monotonic() - t0:.3f}", *(f"{x:.5f}" for x in parts),
+                              f"{float(losses.recon.detach()):.5f}", recon])  # fmt: skip
                 meta["crops"][str(args.crop)] = meta["crops"].get(str(args.crop), 0) + 1
-                bar.update(1, f"it {it} content {avg_c:.3f} style {avg_s:.3f}")
+                bar.update(1, f"it {it} content {avg_c:.3f} style {avg_s:.3f}{last_eval}")
                 if it % args.save_every == 0:
                     logf.flush()
                     meta.update(iteration=it, content_loss=avg_c, style_loss=avg_s, config=asdict(cfg))
@@ -313,6 +363,9 @@ def run_training(args: argparse.Namespace) -> int:
                     snapshots.mkdir(parents=True, exist_ok=True)
                     meta.update(iteration=it, content_loss=avg_c, style_loss=avg_s)
                     export_decoder(decoder, snapshots / f"decoder-{it:06d}.safetensors", meta)
+                if heldout is not None and it % args.eval_every == 0:
+                    logf.flush()
+                    evaluate()
     except KeyboardInterrupt:
         print("\ninterrupted: saving the checkpoint")
     finally:

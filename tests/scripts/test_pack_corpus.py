@@ -9,7 +9,7 @@ from types import ModuleType
 import pytest
 from PIL import Image
 
-from adain.train import _corpus_pools
+from adain.train_data import corpus_pools as _corpus_pools
 from tests.scripts.script_loader import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pack_corpus.py"
