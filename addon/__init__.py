@@ -1,9 +1,9 @@
 """AdaIN Stylize: arbitrary style transfer for Cycles renders, computed by a separate backend process.
 
-Modules without bpy (testable anywhere): ``protocol`` (the wire format, shared with the backend), ``client``
-(ZeroMQ), ``process`` (starting/stopping a local backend), ``frames`` (what a frame asks and how the answer is
-composed), ``frame_task`` (backend work on a thread the UI polls), ``temporal`` (smoothing along motion vectors),
-``cryptomatte`` (soft masks), ``png16``, ``samples`` (the bundled sample styles).
+The wire format, the client and the backend's start/stop come from the ``adain_wire`` package (shared with the
+backend; the add-on zip carries it as a wheel). Modules without bpy (testable anywhere): ``frames`` (what a frame
+asks and how the answer is composed), ``frame_task`` (backend work on a thread the UI polls), ``temporal``
+(smoothing along motion vectors), ``cryptomatte`` (soft masks), ``png16``, ``samples`` (the bundled sample styles).
 Blender-facing: ``properties``, ``operators``, ``panels``, ``render`` (the Cycles hook), ``restyle`` (the last
 render stylized again), ``colour`` (view transform round trip), ``compositor`` (the node group), ``engine``
 (keeps the node group out of non-Cycles renders), ``link``.

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .client import Client, ClientError, Pending
-from .protocol import Passes, RegionSpec, StyleRef, StylizeReply
+from adain_wire.client import Client, ClientError, Pending
+from adain_wire.protocol import Passes, RegionSpec, StyleRef, StylizeReply
 
 TARGETS = ("OBJECTS", "MATERIALS", "OTHER")
 PRESERVE = ("none", "coral", "luminance")

@@ -14,8 +14,9 @@ from pathlib import Path
 
 import bpy
 
-from .client import ClientCurve
-from .process import Backend, BackendError, BackendSettings
+from adain_wire.keys import ClientCurve
+from adain_wire.manager import Backend, BackendError, BackendSettings
+
 from .properties import ADDON_ID
 
 _backend: Backend | None = None

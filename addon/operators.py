@@ -8,9 +8,10 @@ from typing import Any
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
+from adain_wire.manager import BackendError
+
 from . import colour, compositor, link, samples
 from .frames import CancelledError, FrameError
-from .process import BackendError
 from .properties import enable_motion_vectors
 
 

@@ -30,6 +30,8 @@ from typing import Any
 import bpy
 import numpy as np
 
+from adain_wire.manager import BackendError
+
 from . import colour, cryptomatte, temporal
 from .frames import (
     CancelledError,
@@ -43,7 +45,6 @@ from .frames import (
     style_source_from_file,
     stylize_frame,
 )
-from .process import BackendError
 
 log = logging.getLogger("adain.render")
 PASS = "AdaIN"

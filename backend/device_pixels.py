@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import torch
 
-from addon.protocol import ErrorCode
+from adain_wire.protocol import ErrorCode
 from backend.errors import BackendError
 
 TORCH_DTYPES = {"uint8": torch.uint8, "uint16": torch.uint16, "float16": torch.float16, "float32": torch.float32}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from addon.protocol import ErrorCode
+from adain_wire.protocol import ErrorCode
 
 
 class BackendError(Exception):

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from addon.protocol import (
+from adain_wire.protocol import (
     COLOURSPACES,
     OPS,
     PROTOCOL_VERSION,

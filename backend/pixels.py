@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from addon.protocol import ErrorCode
+from adain_wire.protocol import ErrorCode
 from backend.errors import BackendError
 
 _SCALE = {"uint8": 255.0, "uint16": 65535.0}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from addon.protocol import ErrorCode, ErrorReply, ProtocolError, Reply, decode_request, encode_reply
+from adain_wire.protocol import ErrorCode, ErrorReply, ProtocolError, Reply, decode_request, encode_reply
 from backend.config import Config, is_loopback_address, is_loopback_endpoint
 from backend.errors import BackendError, ConfigError
 from backend.handlers import Handlers, Peer, Work

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from adain import AdainError, CancelledError, InputError, Region, StyleStats, StyleTransfer, StylizeResult
-from addon.protocol import ErrorCode, ModelInfo, Passes, RegionSpec
+from adain_wire.protocol import ErrorCode, ModelInfo, Passes, RegionSpec
 from backend.config import Config
 from backend.device_pixels import as_tensor, download_frame, upload_frame, upload_labels
 from backend.errors import BackendError, ConfigError

@@ -13,7 +13,7 @@ AdaIN + decode per frame, as the paper's reference code runs. Rows:
   on CPUs with AVX512-BF16/AMX and on CUDA) — one content encode, one decode;
 - ``N regions``: the same with an (H, W) label map of N vertical bands, each its own style;
 - ``e2e tcp float32|float16``: a real backend (``python -m backend``) in a subprocess over TCP loopback,
-  through ``addon.client.Client``, RGBA frames of that dtype both ways; the overhead column is the client's
+  through ``adain_wire.client.Client``, RGBA frames of that dtype both ways; the overhead column is the client's
   wall time minus the backend's own compute time (``timing.compute_ms`` of the reply), over the latter;
 - ``ours + compile MODE`` (with ``--compile``): the same through ``torch.compile`` (``reduce-overhead`` adds CUDA
   graphs); these rows warm up at least 3 frames so that compiling and graph recording stay out of the timings;
@@ -253,10 +253,10 @@ def previous_adain_ops() -> Iterator[None]:
 
 
 class Backend:
-    """``python -m backend`` on a free TCP loopback port, and a connected ``addon.client.Client``."""
+    """``python -m backend`` on a free TCP loopback port, and a connected ``adain_wire.client.Client``."""
 
     def __init__(self, device: str, precision: str = "auto", startup_s: float = 180.0, compile: str = "off") -> None:
-        from addon.client import Client, ClientError
+        from adain_wire.client import Client, ClientError
 
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))

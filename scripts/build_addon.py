@@ -6,8 +6,10 @@
 
 The zip holds the add-on's Python files at its root, ``blender_manifest.toml`` with ``platforms`` and
 ``wheels`` filled in, and ``wheels/``: pyzmq and msgpack (pinned below) for CPython 3.11, the Python of
-Blender 4.2 to 5.0, for each chosen platform. Blender installs those wheels into its extensions'
-site-packages when the extension is installed (Edit > Preferences > Get Extensions > Install from Disk).
+Blender 4.2 to 5.0, for each chosen platform, and ``adain_wire`` (the protocol and the client, shared with
+the backend), built here from the repository's ``adain_wire/`` as a pure-Python wheel. Blender installs
+those wheels into its extensions' site-packages when the extension is installed (Edit > Preferences > Get
+Extensions > Install from Disk).
 
 Wheels are fetched once with ``pip download`` into ``--wheel-cache`` (default ``build/wheels/`` in the
 repository) and taken from there afterwards, so later builds need no network. Needs only a Python 3.11+
@@ -20,6 +22,8 @@ Python file compiles). The last line printed is the zip's path. Exit status 2 on
 from __future__ import annotations
 
 import argparse
+import base64
+import hashlib
 import io
 import re
 import subprocess
@@ -37,6 +41,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
 
 REPO: Final = Path(__file__).resolve().parents[1]
 ADDON_DIR: Final = REPO / "addon"
+WIRE_DIR: Final = REPO / "adain_wire"  # the wire package: protocol and client, imported by the add-on and the backend
 MANIFEST: Final = "blender_manifest.toml"
 DEFAULT_CACHE: Final = REPO / "build" / "wheels"
 
@@ -214,6 +219,36 @@ def ensure_wheels(platforms: Sequence[str], cache: Path, *, log: Any = print) ->
     return result
 
 
+def build_wire_wheel(wire_dir: Path, version: str) -> tuple[str, bytes]:
+    """(file name, bytes) of a pure-Python wheel of the wire package, ``adain_wire-VERSION-py3-none-any.whl``:
+    its Python files as they are in ``wire_dir`` and a minimal ``.dist-info`` (METADATA, WHEEL, RECORD), with
+    fixed timestamps so the same tree gives the same bytes. Blender installs it like the other wheels, so the
+    add-on imports ``adain_wire`` as the backend does."""
+    package = wire_dir.name
+    sources = sorted(p for p in wire_dir.rglob("*.py") if "__pycache__" not in p.relative_to(wire_dir).parts)
+    if not any(p.name == "__init__.py" and p.parent == wire_dir for p in sources):
+        raise BuildError(f"{wire_dir} has no __init__.py")
+    dist_info = f"{package}-{version}.dist-info"
+    members = [(f"{package}/{p.relative_to(wire_dir).as_posix()}", p.read_bytes()) for p in sources]
+    metadata = (
+        f"Metadata-Version: 2.1\nName: {package}\nVersion: {version}\n"
+        "Summary: The wire protocol and client between the AdaIN Blender add-on and its backend\n"
+        "Requires-Python: >=3.11\nRequires-Dist: numpy\nRequires-Dist: msgpack\nRequires-Dist: pyzmq\n"
+    )
+    wheel = "Wheel-Version: 1.0\nGenerator: scripts/build_addon.py\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+    members += [(f"{dist_info}/METADATA", metadata.encode()), (f"{dist_info}/WHEEL", wheel.encode())]
+    record = ""
+    for name, data in members:
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record += f"{name},sha256={digest},{len(data)}\n"
+    members.append((f"{dist_info}/RECORD", (record + f"{dist_info}/RECORD,,\n").encode()))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as zf:
+        for name, data in members:
+            _add(zf, name, data)
+    return f"{package}-{version}-py3-none-any.whl", buffer.getvalue()
+
+
 # --- manifest ---------------------------------------------------------------------------------------------
 
 
@@ -343,6 +378,9 @@ def self_check(zip_path: Path, platforms: Sequence[str]) -> list[str]:
             lacking = {wheel_dist_name(d) for d in WHEELS} - dists
             if lacking:
                 problems.append(f"no {', '.join(sorted(lacking))} wheel for {platform}")
+        wire = f"wheels/{WIRE_DIR.name}-{data.get('version')}-py3-none-any.whl"
+        if wire not in names:
+            problems.append(f"no {wire}: the add-on imports {WIRE_DIR.name} from it")
         for name in sorted(n for n in names if n.endswith(".py")):
             try:
                 compile(zf.read(name), name, "exec", dont_inherit=True)
@@ -351,7 +389,15 @@ def self_check(zip_path: Path, platforms: Sequence[str]) -> list[str]:
     return problems
 
 
-def build(output: Path, platforms: Sequence[str], cache: Path, *, addon_dir: Path = ADDON_DIR, log: Any = print) -> Path:
+def build(
+    output: Path,
+    platforms: Sequence[str],
+    cache: Path,
+    *,
+    addon_dir: Path = ADDON_DIR,
+    wire_dir: Path = WIRE_DIR,
+    log: Any = print,
+) -> Path:
     """Build the package; returns the zip's path."""
     manifest_path = addon_dir / MANIFEST
     try:
@@ -365,7 +411,8 @@ def build(output: Path, platforms: Sequence[str], cache: Path, *, addon_dir: Pat
         raise BuildError(f"{manifest_path}: " + "; ".join(problems))
     files = addon_files(addon_dir)
     wheels = ensure_wheels(platforms, cache, log=log)
-    unique = sorted({path.name: path for paths in wheels.values() for path in paths}.items())  # universal2: once
+    unique = sorted({path.name: path.read_bytes() for paths in wheels.values() for path in paths}.items())  # universal2: once
+    unique.append(build_wire_wheel(wire_dir, str(manifest["version"])))
     rendered = render_manifest(manifest_text, platforms, [name for name, _ in unique])
 
     stem = f"{manifest['id']}-{manifest['version']}"
@@ -378,8 +425,8 @@ def build(output: Path, platforms: Sequence[str], cache: Path, *, addon_dir: Pat
         _add(zf, MANIFEST, rendered.encode("utf-8"))
         for path, name in files:
             _add(zf, name, path.read_bytes())
-        for name, path in unique:
-            _add(zf, str(PurePosixPath("wheels", name)), path.read_bytes())
+        for name, data in unique:
+            _add(zf, str(PurePosixPath("wheels", name)), data)
     tmp = zip_path.with_suffix(".zip.tmp")
     tmp.write_bytes(buffer.getvalue())
     if problems := self_check(tmp, platforms):
@@ -413,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="downloaded wheels, one folder per platform (default: build/wheels/)",
     )
     parser.add_argument("--addon-dir", type=Path, default=ADDON_DIR, help=argparse.SUPPRESS)  # for tests
+    parser.add_argument("--wire-dir", type=Path, default=WIRE_DIR, help=argparse.SUPPRESS)  # for tests
     parser.add_argument(
         "--print-requirements", action="store_true", help="print the pinned wheel requirements (pip format) and exit"
     )
@@ -427,6 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             platforms,
             args.wheel_cache.resolve(),
             addon_dir=args.addon_dir.resolve(),
+            wire_dir=args.wire_dir.resolve(),
             log=lambda msg: print(msg, file=sys.stderr),
         )
     except BuildError as exc:

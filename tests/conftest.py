@@ -11,6 +11,7 @@ import pytest
 import torch
 import zmq
 
+from adain_wire.client import Client
 from backend.config import Config
 from backend.server import Server
 from backend.service import ModelService
@@ -83,3 +84,11 @@ def tcp_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def real(serve):
+    """A client of a real backend running the shipped decoder (CPU, fp32)."""
+    server = serve()
+    with Client(server.endpoint, timeout=60) as client:
+        yield client

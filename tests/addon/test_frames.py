@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from adain import Region
-from addon.client import Client, ClientError
+from adain_wire.client import Client, ClientError
 from addon.frames import (
     CancelledError,
     FrameError,

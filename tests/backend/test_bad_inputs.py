@@ -15,7 +15,7 @@ import zmq
 from PIL import Image
 from wire import Wire
 
-from addon.protocol import ErrorCode, ErrorReply, Hello, HelloReply, StylePut, StylePutReply, StylizeReply, encode_request
+from adain_wire.protocol import ErrorCode, ErrorReply, Hello, HelloReply, StylePut, StylePutReply, StylizeReply, encode_request
 from backend.config import Config
 from backend.server import Server
 from backend.service import ModelService

@@ -16,7 +16,7 @@ import torch
 
 from adain import StyleTransfer
 from adain.weights import DEFAULT_DECODER_PATH
-from addon.client import Client
+from adain_wire.client import Client
 
 REPO = Path(__file__).resolve().parents[2]
 FRAMES = 20

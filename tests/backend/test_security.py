@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import zmq
 
-from addon.client import AUTH, TIMEOUT, Client, ClientCurve, ClientError
-from addon.protocol import ErrorCode
+from adain_wire.client import AUTH, TIMEOUT, Client, ClientCurve, ClientError
+from adain_wire.protocol import ErrorCode
 from backend.config import Config, CurveConfig
 from backend.errors import ConfigError
 from backend.security import CurveGuard, generate_keys, load_server_keys

@@ -12,7 +12,7 @@ from wire import Wire, chw, wait_running
 
 from adain import Region
 from adain.images import load_image
-from addon.protocol import (
+from adain_wire.protocol import (
     Cancel,
     CancelReply,
     ErrorCode,

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import torch
 
-from addon.client import Client
-from addon.protocol import RegionSpec, StylizeReply
+from adain_wire.client import Client
+from adain_wire.protocol import RegionSpec, StylizeReply
 
 
 def chw(a: np.ndarray) -> torch.Tensor:

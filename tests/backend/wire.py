@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from addon.protocol import Reply, Request, decode_reply, encode_request
+from adain_wire.protocol import Reply, Request, decode_reply, encode_request
 
 
 class Wire:

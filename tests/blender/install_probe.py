@@ -6,7 +6,7 @@ Installs with ``bpy.ops.extensions.package_install_files`` into the "user_defaul
 enable-on-install (what Edit > Preferences > Get Extensions > Install from Disk does), then imports the
 bundled wheels and the add-on's modules and disables the add-on again. The bpy environment's own pyzmq
 and msgpack are hidden from imports, as a real Blender has neither: they must come from the extension's
-wheels. The report is written whatever happens; an exception lands in its "error" entry.
+wheels, as must adain_wire (the wire package). The report is written whatever happens; an exception lands in its "error" entry.
 
 With ``ADAIN_PROBE_REMOTE`` set (JSON: endpoint, server_public_key, client_secret_key, style, out_dir), the
 installed add-on is also pointed at that backend through its preferences (Connect to backend, CurveZMQ key
@@ -29,7 +29,7 @@ from types import ModuleType
 from typing import Any
 
 MODULE = "bl_ext.user_default.adain_stylize"
-BUNDLED = ("zmq", "msgpack")
+BUNDLED = ("zmq", "msgpack", "adain_wire")  # adain_wire: the protocol and client, a wheel built from the repository
 
 
 class OnlyFromOutsideVenv(importlib.abc.MetaPathFinder):
@@ -93,10 +93,12 @@ def run(zip_path: str, report: dict[str, Any]) -> None:
     finally:
         ctx.term()
 
-    modules: dict[str, ModuleType] = {name: importlib.import_module(f"{MODULE}.{name}") for name in ("protocol", "client")}
+    modules: dict[str, ModuleType] = {name: importlib.import_module(f"adain_wire.{name}") for name in ("protocol", "client")}
+    modules["frames"] = importlib.import_module(f"{MODULE}.frames")  # an add-on module that imports the wire package
     report["module_files"] = {name: m.__file__ for name, m in modules.items()}
     report["client_has_Client"] = hasattr(modules["client"], "Client")
     report["protocol_version"] = getattr(modules["protocol"], "PROTOCOL_VERSION", None)
+    report["frames_uses_the_wheel"] = getattr(modules["frames"], "Client", None) is getattr(modules["client"], "Client", 0)
 
     remote = os.environ.get("ADAIN_PROBE_REMOTE")
     if remote:

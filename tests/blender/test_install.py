@@ -53,6 +53,7 @@ def test_zip_holds_the_addon_tree(addon_zip: Path) -> None:
     assert shipped <= names
     assert "blender_manifest.toml" in names
     assert any(n.startswith("wheels/pyzmq-") for n in names) and any(n.startswith("wheels/msgpack-") for n in names)
+    assert "wheels/adain_wire-0.1.0-py3-none-any.whl" in names
 
 
 def test_blender_validates_the_package(addon_zip: Path) -> None:
@@ -81,7 +82,7 @@ def test_install_from_disk_enables_the_addon_with_its_wheels(
     assert Path(report["user_resources"]) == user
     assert report["online_access"] is False
     # The test means something: the bpy environment's own pyzmq/msgpack are hidden from Blender.
-    assert report["importable_before_install"] == {"zmq": False, "msgpack": False}
+    assert report["importable_before_install"] == {"zmq": False, "msgpack": False, "adain_wire": False}
 
     assert report["operator_result"] == ["FINISHED"], output
     assert report["enabled"], f"{ADDON_MODULE} not among the enabled add-ons\n{output}"
@@ -93,12 +94,13 @@ def test_install_from_disk_enables_the_addon_with_its_wheels(
     assert Path(report["msgpack_file"]).is_relative_to(site_packages), report["msgpack_file"]
     assert report["roundtrip"] == {"op": "hello", "v": 1}
 
-    # The add-on's own modules import from the installed extension.
+    # The add-on's own modules import from the installed extension, the wire package from its wheel.
     installed = Path(report["repo_directory"]) / "adain_stylize"
     assert Path(report["repo_directory"]).is_relative_to(user)
+    assert Path(report["module_files"]["frames"]) == installed / "frames.py"
     for name in ("client", "protocol"):
-        assert Path(report["module_files"][name]) == installed / f"{name}.py"
-    assert report["client_has_Client"]
+        assert Path(report["module_files"][name]) == site_packages / "adain_wire" / f"{name}.py"
+    assert report["client_has_Client"] and report["frames_uses_the_wheel"]
     assert report["protocol_version"] == 1
 
     assert report["disable_errors"] == [], output

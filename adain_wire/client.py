@@ -1,4 +1,4 @@
-"""The client of the stylization backend (no bpy, no torch): numpy + pyzmq + msgpack + ``addon.protocol``.
+"""The client of the stylization backend (no bpy, no torch): numpy + pyzmq + msgpack + ``adain_wire.protocol``.
 
     with Client("tcp://127.0.0.1:5555") as client:         # connects and checks the protocol version
         sid = client.put_style(open("style.jpg", "rb").read())
@@ -44,7 +44,9 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from .client_types import AUTH, CLOSED, TIMEOUT, VERSION, ClientCurve, ClientError, Pending
+from .errors import AUTH, CLOSED, TIMEOUT, VERSION, ClientError
+from .keys import ClientCurve
+from .pending import Pending
 from .protocol import (
     PROTOCOL_VERSION,
     Cancel,
@@ -74,7 +76,7 @@ from .protocol import (
 
 __all__ = ["AUTH", "CLOSED", "DEFAULT_ENDPOINT", "TIMEOUT", "VERSION", "Client", "ClientCurve", "ClientError", "Pending"]
 
-log = logging.getLogger("addon.client")
+log = logging.getLogger("adain_wire.client")
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 MAX_STYLE_RETRIES = 3
 

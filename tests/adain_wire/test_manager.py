@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from addon.client import Client
-from addon.process import Backend, BackendError, BackendSettings, default_command
+from adain_wire.client import Client
+from adain_wire.manager import Backend, BackendError, BackendSettings, default_command
 
 REPO = Path(__file__).resolve().parents[2]
 IDENTITY = (sys.executable, "-m", "backend", "--identity", "--log-level", "debug")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from addon.client import TIMEOUT, Client, ClientError
-from addon.protocol import ErrorCode, Passes, RegionSpec, StyleRef
+from adain_wire.client import TIMEOUT, Client, ClientError
+from adain_wire.protocol import ErrorCode, Passes, RegionSpec, StyleRef
 
 RNG = np.random.default_rng(11)
 STYLE_A = RNG.random((32, 40, 3), dtype=np.float32)
@@ -173,7 +173,7 @@ def test_backend_restarted_on_the_same_port_mid_sequence(serve, model, caplog, t
     port = tcp_port
     first = serve(f"tcp://127.0.0.1:{port}")
     frames = [frame(100 + i) for i in range(10)]
-    caplog.set_level("INFO", logger="addon.client")
+    caplog.set_level("INFO", logger="adain_wire.client")
     with Client(first.endpoint, timeout=30, heartbeat=0.1, window=8) as client:
         instance = client.server.instance if client.server else ""
         sid = client.put_style(STYLE_A, size=0)

@@ -11,7 +11,7 @@ encoded images travel as further frames, each referenced by exactly one descript
 for opaque bytes. Nothing is pickled or base64-encoded.
 
 Imports neither bpy nor torch (numpy and msgpack only): it ships inside the add-on and the backend
-imports it as ``from addon.protocol import ...``.
+imports it as ``from adain_wire.protocol import ...``.
 """
 
 from __future__ import annotations

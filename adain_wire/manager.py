@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from .client import Client, ClientCurve, ClientError
+from .client import Client
+from .errors import ClientError
+from .keys import ClientCurve
 
 
 class BackendError(Exception):

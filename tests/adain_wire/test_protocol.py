@@ -10,7 +10,7 @@ import msgpack
 import numpy as np
 import pytest
 
-from addon.protocol import (
+from adain_wire.protocol import (
     MAX_HEADER_BYTES,
     CancelReply,
     ErrorCode,
@@ -38,7 +38,7 @@ from addon.protocol import (
     encode_request,
     style_id,
 )
-from addon.protocol import Cancel as CancelRequest
+from adain_wire.protocol import Cancel as CancelRequest
 
 RNG = np.random.default_rng(1)
 IMAGE = RNG.random((20, 24, 4), dtype=np.float32)
@@ -233,8 +233,8 @@ def test_replies_are_decoded_leniently_but_checked():
     assert info.value.code == ErrorCode.BAD_MESSAGE and "width" in info.value.message
 
 
-def test_protocol_and_client_import_neither_bpy_nor_torch():
-    code = ("import sys, addon, addon.protocol, addon.client; "
-            "bad = [m for m in ('bpy', 'torch') if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")  # fmt: skip
+def test_the_wire_package_imports_neither_bpy_nor_torch_nor_the_addon():
+    code = ("import sys, adain_wire.protocol, adain_wire.client, adain_wire.manager; "
+            "bad = [m for m in ('bpy', 'torch', 'addon') if m in sys.modules]; print(bad); sys.exit(bool(bad))")  # fmt: skip
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr

@@ -1,58 +1,16 @@
-"""What callers of ``addon.client`` hold (no bpy, no zmq sockets): errors, CURVE keys, requests in flight.
-
-``addon.client`` re-exports all of these; import them from there.
-"""
+"""``Pending``: a request in flight, the future that ``Client.submit`` returns (no sockets)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Generic, TypeVar
 
-import zmq.auth
+from .errors import TIMEOUT, ClientError
 
-log = logging.getLogger("addon.client")
+log = logging.getLogger("adain_wire.client")
 T = TypeVar("T")
-
-# ClientError codes beyond the protocol's ErrorCode values
-TIMEOUT = "timeout"  # the backend did not answer
-AUTH = "auth"  # the CURVE handshake failed
-VERSION = "version"  # the backend speaks another protocol version
-CLOSED = "closed"  # the client was closed with the request outstanding
-
-
-class ClientError(Exception):
-    """Anything that went wrong talking to the backend. ``code``: a protocol ErrorCode value (the backend's
-    answer) or one of TIMEOUT, AUTH, VERSION, CLOSED; the message says what to do."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-@dataclass(frozen=True)
-class ClientCurve:
-    """CurveZMQ keys (Z85): the backend's public key and this client's key pair."""
-
-    server_public: bytes
-    public: bytes
-    secret: bytes
-
-    @classmethod
-    def from_files(cls, server_public_file: str | Path, client_secret_file: str | Path) -> ClientCurve:
-        """From the backend's ``server.key`` and this client's ``*.key_secret`` (``adain-backend --generate-keys``)."""
-        try:
-            server_public, _ = zmq.auth.load_certificate(server_public_file)
-            public, secret = zmq.auth.load_certificate(client_secret_file)
-        except (OSError, ValueError) as e:
-            raise ClientError(AUTH, f"cannot read the CURVE keys: {e}") from e
-        if not secret:
-            raise ClientError(AUTH, f"{client_secret_file} holds no secret key: pass the client's .key_secret file")
-        return cls(server_public, public, secret)
 
 
 class Pending(Generic[T]):
