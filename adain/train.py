@@ -13,7 +13,8 @@ Every batch is drawn from a generator seeded by (seed, iteration), so a resumed 
 batches an uninterrupted one would. The checkpoint (safetensors) holds the decoder, Adam's state, the
 iteration and the RNG state; a CSV log beside it has one row per iteration for plotting, and with
 ``--eval-every N`` a second CSV (``<name>.eval.csv``) holds the held-out evaluation every N iterations
-(``adain.train_eval``). ``--init-from DECODER`` starts a new run from exported weights with a fresh Adam.
+(``adain.train_eval``). ``--init-from FILE`` starts a new run from a checkpoint's or an exported decoder's
+weights with a fresh Adam, continuing their iteration count.
 Ctrl-C (or SIGTERM) saves a checkpoint and exits. ``--snapshot-every N`` also exports the decoder every N
 iterations, since the last iteration is not necessarily the best decoder on images it never saw.
 Checkpoints hold optimizer state: keep them out of git (``runs/`` and ``checkpoints/*.ckpt`` are ignored).
@@ -92,7 +93,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style", type=Path, help="folder of style images (instead of --corpus)")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint file; resumed if it exists")
     p.add_argument("--init-from", type=Path,
-                   help="a new run (no checkpoint yet) starts from these exported decoder weights (fresh Adam)")  # fmt: skip
+                   help="a new run starts from these weights (a checkpoint or an exported decoder), with a fresh Adam, "
+                        "at their iteration count")  # fmt: skip
     p.add_argument("--iterations", type=int, required=True, help="train until this total iteration count")
     p.add_argument("--crop", type=int, default=256, help="square crop size in pixels (paper: 256)")
     p.add_argument("--batch", type=int, default=d.batch)
@@ -251,21 +253,37 @@ def _open_log(path: Path) -> IO[str]:
 
 
 def _start(args: argparse.Namespace, decoder: Decoder, opt: torch.optim.Adam) -> tuple[int, dict[str, Any]]:
-    """Resume the checkpoint, or start from ``--init-from`` weights, or from scratch."""
+    """Resume the checkpoint exactly; or start from ``--init-from`` weights with a fresh Adam; or from scratch.
+
+    ``--init-from`` takes a training checkpoint (its Adam state and RNG are dropped) or an exported decoder.
+    Either way the iteration count goes on from the source's (a decoder's ``iterations`` metadata), so the
+    batches and the learning-rate schedule continue where they were: a resume with a fresh Adam.
+    """
     if args.checkpoint.is_file():
         start, resumed = load_checkpoint(args.checkpoint, decoder, opt)
         print(f"resumed {args.checkpoint} at iteration {start}")
         return start, resumed
     meta: dict[str, Any] = {"crops": {}}
-    if args.init_from:
+    if not args.init_from:
+        return 0, meta
+    if not args.init_from.is_file():
+        raise InputError(f"--init-from {args.init_from} does not exist")
+    tensors, md = load_tensors(args.init_from)
+    if any(k.startswith("decoder.") for k in tensors):  # a training checkpoint
+        decoder.load_state_dict({k[len("decoder.") :]: v for k, v in tensors.items() if k.startswith("decoder.")})
+        start, source = int(md["iteration"]), json.loads(md.get("meta", "{}"))
+        meta["crops"] = dict(source.get("crops", {}))
+        name = f"checkpoint at iteration {start}"
+    else:
         init, init_meta = load_decoder(args.init_from)
         if init_meta.get("encoder", ENCODER_NORMALISED) != ENCODER_NORMALISED:
             raise InputError(f"{args.init_from} was trained for the encoder {init_meta.get('encoder')!r}, not ours")
         decoder.load_state_dict(init.state_dict())
-        meta["init_from"] = {"file": str(args.init_from), "name": init_meta.get("name", ""),
-                             "iterations": init_meta.get("iterations", "")}  # fmt: skip
-        print(f"started from {args.init_from} ({init_meta.get('name', '?')}) with a fresh Adam")
-    return 0, meta
+        start, name = int(init_meta.get("iterations", "0") or 0), init_meta.get("name", "?")
+        meta["crops"] = json.loads(init_meta.get("crops", "{}") or "{}")
+    meta["init_from"] = {"file": str(args.init_from), "name": name, "iteration": start}
+    print(f"started from {args.init_from} ({name}) at iteration {start} with a fresh Adam")
+    return start, meta
 
 
 def run_training(args: argparse.Namespace) -> int:

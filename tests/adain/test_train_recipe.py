@@ -138,11 +138,13 @@ def test_training_evaluates_every_n_iterations_and_starts_from_weights(tmp_path,
     args = _parse("--corpus", str(corpus), "--crop", "32", "--batch", "2", "--device", "cpu", "--precision", "fp32",
                   "--eval-every", "2", "--eval-contents", "1", "--eval-styles", "2", "--eval-size", "64",
                   "--recon-share", "0.5", "--init-from", str(samples.parents[0] / "decoder.safetensors"))  # fmt: skip
-    args.checkpoint, args.iterations = ckpt, 3
+    args.checkpoint = ckpt
+    args.iterations = start = int(load_decoder()[1]["iterations"])  # the shipped weights' own count ...
+    args.iterations += 3  # ... goes on: 3 more iterations
     assert run_training(args) == 0
     rows = list(csv.DictReader(ckpt.with_suffix(".eval.csv").open()))
     assert tuple(rows[0]) == EVAL_LOG_COLUMNS
-    assert [r["iteration"] for r in rows] == ["0", "2"]
+    assert [int(r["iteration"]) - start for r in rows] == [0, 2] if start % 2 == 0 else [0, 1]
     torch.manual_seed(0)
     shipped = evaluate_decoder(build_encoder(), load_decoder()[0], load_heldout(corpus, 1, 2, 64))
     assert abs(float(rows[0]["psnr_alpha0"]) - shipped.psnr_alpha0) < 1e-3  # the shipped weights were evaluated first
@@ -152,10 +154,23 @@ def test_training_evaluates_every_n_iterations_and_starts_from_weights(tmp_path,
     tensors, md = load_tensors(ckpt)
     assert float(tensors["adam.0.step"]) == 3.0  # a fresh Adam: three steps, not the shipped run's count
     assert '"init_from"' in md["meta"]
-    args.init_from = None
-    args.iterations = 4  # resumes the checkpoint; --init-from is only for a new run
+    args.iterations += 1  # resumes the checkpoint; --init-from is only for a new run
     assert run_training(args) == 0
-    assert [r["iteration"] for r in csv.DictReader(ckpt.with_suffix(".eval.csv").open())] == ["0", "2", "3", "4"]
+    assert int(list(csv.DictReader(ckpt.with_suffix(".eval.csv").open()))[-1]["iteration"]) == start + 4
+
+
+def test_init_from_a_checkpoint_drops_its_adam_and_keeps_its_count(tmp_path, samples):
+    src, dst = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
+    corpus = _tiny_corpus(tmp_path, samples)
+    args = _parse("--corpus", str(corpus), "--crop", "32", "--batch", "2", "--device", "cpu", "--precision", "fp32")
+    args.checkpoint, args.iterations = src, 2
+    assert run_training(args) == 0
+    args.checkpoint, args.iterations, args.init_from = dst, 4, src
+    assert run_training(args) == 0
+    a, _ = load_tensors(src)
+    b, md = load_tensors(dst)
+    assert md["iteration"] == "4" and float(b["adam.0.step"]) == 2.0  # two fresh Adam steps after iteration 2
+    assert not torch.equal(a["decoder.convs.dec1_1.weight"], b["decoder.convs.dec1_1.weight"])
 
 
 def test_eval_needs_a_corpus(tmp_path, samples):
