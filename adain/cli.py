@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from adain_wire.options import COLOR_MODES, PRECISIONS
+
 EXIT_USAGE = 2
 
 
@@ -22,20 +24,20 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--style", action="append", type=Path, required=True, help="style image (repeat for several)")
     s.add_argument("--weights", nargs="+", type=float, help="interpolation weights, one per --style")
     s.add_argument("--alpha", type=float, default=1.0, help="style strength in [0, 1] (default 1)")
-    s.add_argument("--preserve-color", choices=("none", "coral", "luminance"), default="none")
+    s.add_argument("--preserve-color", choices=COLOR_MODES, default="none")
     s.add_argument("--mask", type=Path, help="label image: value k takes the k-th --style (others keep content)")
     s.add_argument("--size", type=int, default=512, help="content's shorter side in pixels; 0 keeps it (default 512)")
     s.add_argument("--style-size", type=int, default=512, help="style's shorter side in pixels; 0 keeps it")
     s.add_argument("--tile", type=int, default=0, help="process in tiles of this many pixels (0: whole image)")
     s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    s.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    s.add_argument("--precision", default="auto", choices=PRECISIONS)
     s.add_argument("--decoder", type=Path, help="decoder weights (default: the shipped decoder)")
     s.add_argument("--encoder", type=Path, help="encoder weights matching --decoder (e.g. imported ones)")
     s.add_argument("-o", "--output", type=Path, required=True, help="output file (one content) or folder")
 
     i = sub.add_parser("info", help="print the weights, device and precision that would be used")
     i.add_argument("--device", default="auto")
-    i.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    i.add_argument("--precision", default="auto", choices=PRECISIONS)
     i.add_argument("--decoder", type=Path)
     i.add_argument("--encoder", type=Path)
 

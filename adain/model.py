@@ -34,12 +34,9 @@ from adain.weights import (
     load_decoder,
     load_encoder_file,
 )
+from adain_wire.options import COLOR_MODES, COMPILE_MODES, PRECISIONS
 
-ColorMode = Literal["none", "coral", "luminance"]
-COLOR_MODES: tuple[str, ...] = ("none", "coral", "luminance")
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "fp16")
-# torch.compile modes; "reduce-overhead" also records CUDA graphs (CUDA only), "off" runs eager.
-COMPILE_MODES: tuple[str, ...] = ("off", "default", "max-autotune", "reduce-overhead")
+ColorMode = Literal["none", "coral", "luminance"]  # adain_wire.options.COLOR_MODES, for type checkers
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from adain.errors import InputError
+from adain_wire.options import MIN_SIDE
 
 TAPS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
-MIN_SIDE = 16
 _STRIDE = 8  # relu4_1 is at 1/8 resolution
 
 # (name, in_channels, out_channels); "pool" marks a 2x2 max pooling.

@@ -46,6 +46,7 @@ from zmq.utils.monitor import recv_monitor_message
 
 from .errors import AUTH, CLOSED, TIMEOUT, VERSION, ClientError
 from .keys import ClientCurve
+from .options import DEFAULT_ENDPOINT
 from .pending import Pending
 from .protocol import (
     PROTOCOL_VERSION,
@@ -77,7 +78,6 @@ from .protocol import (
 __all__ = ["AUTH", "CLOSED", "DEFAULT_ENDPOINT", "TIMEOUT", "VERSION", "Client", "ClientCurve", "ClientError", "Pending"]
 
 log = logging.getLogger("adain_wire.client")
-DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 MAX_STYLE_RETRIES = 3
 
 

@@ -2,7 +2,7 @@
 
 ``Backend`` is one per Blender session, shared by the render hook and the operators:
 
-    backend = Backend(BackendSettings(endpoint="tcp://127.0.0.1:5555", command=("python", "-m", "backend")))
+    backend = Backend(BackendSettings(endpoint=DEFAULT_ENDPOINT, command=("python", "-m", "backend")))
     client = backend.client()     # starts the local process if asked to, waits for its hello, or raises BackendError
     backend.release()             # frees the GPU memory the backend keeps cached
     backend.stop()                # shutdown over the socket, then terminate/kill if it does not go
@@ -26,6 +26,7 @@ from typing import IO
 from .client import Client
 from .errors import ClientError
 from .keys import ClientCurve
+from .options import DEFAULT_ENDPOINT
 
 
 class BackendError(Exception):
@@ -40,7 +41,7 @@ class BackendSettings:
     ``("/path/to/venv/bin/python", "-m", "backend", "--device", "cuda")``.
     """
 
-    endpoint: str = "tcp://127.0.0.1:5555"
+    endpoint: str = DEFAULT_ENDPOINT
     command: tuple[str, ...] | None = None
     curve: ClientCurve | None = None
     connect_timeout: float = 5.0

@@ -26,15 +26,13 @@ from typing import Any, ClassVar, Final, TypeVar
 import msgpack
 import numpy as np
 
+from .options import COLOR_MODES, MAX_HEADER_BYTES, MAX_ID_LENGTH, MIN_TILE
+
 PROTOCOL_VERSION: Final = 1
-MAX_HEADER_BYTES: Final = 64 * 1024
-MAX_ID_LENGTH: Final = 128
 COLOURSPACES: Final = ("srgb",)  # display-referred sRGB-encoded values in [0, 1]: what the model was trained on
-PRESERVE_COLOR: Final = ("none", "coral", "luminance")
 IMAGE_DTYPES: Final = ("uint8", "uint16", "float16", "float32")
 LABEL_DTYPES: Final = ("uint8", "uint16", "int32")
 SOFT_MASK_DTYPES: Final = ("float16", "float32")
-MIN_TILE: Final = 64
 
 Frames = list[bytes | memoryview]  # what encode_* returns; zmq sends each item as one frame without copying
 
@@ -614,7 +612,7 @@ def _read_stylize(r: _Reader, rid: str) -> Stylize:
         if masks.shape != (len(regions), h, w):
             raise r.fail(f"soft masks are {list(masks.shape)} but {len(regions)} region(s) on a [{h}, {w}] image need "
                          f"[{len(regions)}, {h}, {w}]", ErrorCode.BAD_ARRAY)  # fmt: skip
-    preserve = r.string("preserve_color", "none", PRESERVE_COLOR)
+    preserve = r.string("preserve_color", "none", COLOR_MODES)
     raw_passes = r.get("passes", dict, {}, "a map {combined, regions}")
     passes = _read_passes(r, raw_passes)
     tile = r.get("tile", int, None, "an integer (pixels) or nil")

@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 
 from adain_wire.client import Client, ClientError, Pending
+from adain_wire.options import COLOR_MODES, STYLE_SIZES
 from adain_wire.protocol import Passes, RegionSpec, StyleRef, StylizeReply
 
 TARGETS = ("OBJECTS", "MATERIALS", "OTHER")
-PRESERVE = ("none", "coral", "luminance")
 WIRE_DTYPES = ("float16", "float32")
 
 
@@ -62,10 +62,11 @@ class SlotJob:
             raise FrameError(f"style slot {self.name!r} has no style: add a style image to it or disable it")
         if not 0.0 <= self.alpha <= 1.0:
             raise FrameError(f"style slot {self.name!r}: alpha must be within 0..1, got {self.alpha:g}")
-        if self.preserve_color not in PRESERVE:
-            raise FrameError(f"style slot {self.name!r}: colour mode {self.preserve_color!r} is not one of {PRESERVE}")
-        if self.style_size is not None and not 64 <= self.style_size <= 4096:
-            raise FrameError(f"style slot {self.name!r}: style size must be 64..4096 pixels, got {self.style_size}")
+        if self.preserve_color not in COLOR_MODES:
+            raise FrameError(f"style slot {self.name!r}: colour mode {self.preserve_color!r} is not one of {COLOR_MODES}")
+        low, high = STYLE_SIZES
+        if self.style_size is not None and not low <= self.style_size <= high:
+            raise FrameError(f"style slot {self.name!r}: style size must be {low}..{high} pixels, got {self.style_size}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -16,6 +16,7 @@ import bpy
 
 from adain_wire.keys import ClientCurve
 from adain_wire.manager import Backend, BackendError, BackendSettings
+from adain_wire.options import DEFAULT_ENDPOINT
 
 from .properties import ADDON_ID
 
@@ -28,7 +29,7 @@ def settings() -> BackendSettings:
     env_command = os.environ.get("ADAIN_BACKEND_COMMAND", "").strip()
     addon = bpy.context.preferences.addons.get(ADDON_ID)
     prefs = addon.preferences if addon is not None else None
-    endpoint = env_endpoint or (prefs.endpoint if prefs else "tcp://127.0.0.1:5555")
+    endpoint = env_endpoint or (prefs.endpoint if prefs else DEFAULT_ENDPOINT)
     command: tuple[str, ...] | None = None
     curve = None
     if env_command:

@@ -15,7 +15,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from .frames import PRESERVE
+from adain_wire.options import COLOR_MODES, DEFAULT_ENDPOINT, STYLE_SIZES
 
 ADDON_ID = __package__ or "adain_stylize"
 
@@ -29,7 +29,7 @@ PRESERVE_ITEMS = [
     ("coral", "Keep colours", "Recolour the style to the render's colours first (CORAL)"),
     ("luminance", "Luminance only", "Stylize luminance only, keep the render's colour"),
 ]
-assert tuple(i[0] for i in PRESERVE_ITEMS) == PRESERVE
+assert tuple(i[0] for i in PRESERVE_ITEMS) == COLOR_MODES
 
 
 class ADAIN_AddonPreferences(bpy.types.AddonPreferences):
@@ -43,7 +43,7 @@ class ADAIN_AddonPreferences(bpy.types.AddonPreferences):
         ],
         default="LOCAL",
     )
-    endpoint: StringProperty(name="Address", default="tcp://127.0.0.1:5555")  # type: ignore[valid-type]
+    endpoint: StringProperty(name="Address", default=DEFAULT_ENDPOINT)  # type: ignore[valid-type]
     command: StringProperty(  # type: ignore[valid-type]
         name="Command",
         description="How to start the backend: a Python that has the adain backend installed, then -m backend",
@@ -97,7 +97,7 @@ class ADAIN_StyleSlot(bpy.types.PropertyGroup):
     preserve_color: EnumProperty(name="Colour", items=PRESERVE_ITEMS, default="none")  # type: ignore[valid-type]
     style_size: IntProperty(  # type: ignore[valid-type]
         name="Style size", description="This slot's style scale: the shorter side, in pixels, its style images are "
-        "resized to before their statistics are taken (0: the scene's Style size)", default=0, min=0, max=4096,
+        "resized to before their statistics are taken (0: the scene's Style size)", default=0, min=0, max=STYLE_SIZES[1],
     )  # fmt: skip
 
 

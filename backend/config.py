@@ -10,14 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from adain_wire.options import COMPILE_MODES, DEFAULT_ENDPOINT, MIN_SIDE, PRECISIONS
 from backend.errors import ConfigError
 
-DEFAULT_BIND = "tcp://127.0.0.1:5555"
 DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-COMPILE_MODES = ("off", "default", "max-autotune", "reduce-overhead")  # adain.model.COMPILE_MODES (no torch here)
 LOG_LEVELS = ("debug", "info", "warning", "error")
-MIN_SIDE = 16
 HEADER_ALLOWANCE = 1 << 20  # bytes on top of the largest array frame
 
 
@@ -34,7 +31,7 @@ class CurveConfig:
 
 @dataclass(frozen=True)
 class Config:
-    bind: str = DEFAULT_BIND
+    bind: str = DEFAULT_ENDPOINT
     device: str = "auto"
     precision: str = "auto"
     compile: str = "off"  # torch.compile mode for the networks; "reduce-overhead" adds CUDA graphs
@@ -65,7 +62,8 @@ class Config:
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"--log-level {self.log_level!r}: use one of {', '.join(LOG_LEVELS)}")
         if self.max_pixels < MIN_SIDE * MIN_SIDE:
-            raise ConfigError(f"--max-pixels {self.max_pixels}: must be at least {MIN_SIDE * MIN_SIDE} (a 16x16 frame)")
+            smallest = f"{MIN_SIDE * MIN_SIDE} (a {MIN_SIDE}x{MIN_SIDE} frame)"
+            raise ConfigError(f"--max-pixels {self.max_pixels}: must be at least {smallest}")
         if self.max_message_bytes < 0:
             raise ConfigError("--max-message-bytes must be >= 0 (0: derived from --max-pixels)")
         for name in ("max_regions", "max_styles_per_region", "max_queue", "cache_size"):
@@ -104,7 +102,7 @@ def check_endpoint(endpoint: str) -> None:
     if transport == "tcp":
         host, colon, port = rest.rpartition(":")
         if not colon or not host or not (port == "*" or (port.isdigit() and 0 < int(port) < 65536)):
-            raise ConfigError(f"--bind {endpoint!r}: a tcp endpoint needs a host and a port, e.g. {DEFAULT_BIND}")
+            raise ConfigError(f"--bind {endpoint!r}: a tcp endpoint needs a host and a port, e.g. {DEFAULT_ENDPOINT}")
 
 
 def is_loopback_endpoint(endpoint: str) -> bool:
@@ -128,9 +126,9 @@ def is_loopback_address(host: str) -> bool:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="adain-backend", description="AdaIN stylization server (ZeroMQ, protocol v1).")
-    p.add_argument("--bind", default=DEFAULT_BIND, help=f"endpoint to listen on (default {DEFAULT_BIND})")
+    p.add_argument("--bind", default=DEFAULT_ENDPOINT, help=f"endpoint to listen on (default {DEFAULT_ENDPOINT})")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (default auto)")
+    p.add_argument("--precision", default="auto", help=f"{', '.join(PRECISIONS)} (default auto)")
     p.add_argument("--compile", default="off", choices=COMPILE_MODES,
                    help="torch.compile the networks (default off): 'default', 'max-autotune', or 'reduce-overhead' (adds "
                         "CUDA graphs, GPU only); the first frame of each size compiles for tens of seconds")  # fmt: skip

@@ -16,11 +16,11 @@ import warnings
 import numpy as np
 import torch
 
+from adain_wire.options import INTEGER_SCALE
 from adain_wire.protocol import ErrorCode
 from backend.errors import BackendError
 
 TORCH_DTYPES = {"uint8": torch.uint8, "uint16": torch.uint16, "float16": torch.float16, "float32": torch.float32}
-_SCALE = {"uint8": 255.0, "uint16": 65535.0}
 
 
 def as_tensor(arr: np.ndarray) -> torch.Tensor:
@@ -45,8 +45,8 @@ def upload_frame(frame: np.ndarray, device: torch.device) -> tuple[torch.Tensor,
         rgb = torch.from_numpy(frame[..., :3].astype(np.float32)).permute(2, 0, 1)
     else:
         rgb = t[..., :3].permute(2, 0, 1).to(torch.float32, copy=True)
-    if name in _SCALE:
-        rgb.div_(_SCALE[name])
+    if name in INTEGER_SCALE:
+        rgb.div_(INTEGER_SCALE[name])
     else:
         # NaN and inf survive a sum (30x cheaper than isfinite on a CPU); a huge finite frame may overflow it, so check
         if not math.isfinite(float(rgb.sum())) and not bool(torch.isfinite(rgb).all()):
@@ -64,8 +64,8 @@ def upload_labels(labels: np.ndarray, device: torch.device) -> torch.Tensor:
 
 def quantise(unit: torch.Tensor, dtype: str) -> torch.Tensor:
     """Floats in [0, 1] -> ``dtype`` (integers rounded to nearest, values clipped first)."""
-    if dtype in _SCALE:
-        return unit.clamp(0.0, 1.0).mul_(_SCALE[dtype]).round_().to(TORCH_DTYPES[dtype])
+    if dtype in INTEGER_SCALE:
+        return unit.clamp(0.0, 1.0).mul_(INTEGER_SCALE[dtype]).round_().to(TORCH_DTYPES[dtype])
     return unit.to(TORCH_DTYPES[dtype])
 
 
@@ -86,8 +86,8 @@ def download_frame(rgb: torch.Tensor, alpha: torch.Tensor | None, dtype: str) ->
         else:
             src = str(alpha.dtype).removeprefix("torch.")
             unit = alpha.to(torch.float32)
-            if src in _SCALE:
-                unit.div_(_SCALE[src])
+            if src in INTEGER_SCALE:
+                unit.div_(INTEGER_SCALE[src])
             elif not bool(torch.isfinite(unit).all()):
                 raise BackendError(ErrorCode.BAD_REQUEST, "alpha holds NaN or infinite values; send finite values")
             out[..., 3] = quantise(unit.clamp_(0.0, 1.0), dtype)

@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from adain_wire.options import MIN_SIDE
 from adain_wire.protocol import (
     COLOURSPACES,
     OPS,
@@ -39,7 +40,7 @@ from adain_wire.protocol import (
     style_id,
 )
 from backend import pixels
-from backend.config import MIN_SIDE, Config
+from backend.config import Config
 from backend.errors import BackendError
 from backend.service import EncodeStyleTask, ModelService, StylizeTask
 

@@ -14,16 +14,15 @@ import warnings
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from adain_wire.options import INTEGER_SCALE
 from adain_wire.protocol import ErrorCode
 from backend.errors import BackendError
-
-_SCALE = {"uint8": 255.0, "uint16": 65535.0}
 
 
 def to_unit_float(arr: np.ndarray, name: str) -> np.ndarray:
     """Any wire dtype -> float32 in [0, 1] (integers scaled; floats clipped; NaN/inf rejected)."""
-    if arr.dtype.name in _SCALE:
-        return arr.astype(np.float32) / np.float32(_SCALE[arr.dtype.name])
+    if arr.dtype.name in INTEGER_SCALE:
+        return arr.astype(np.float32) / np.float32(INTEGER_SCALE[arr.dtype.name])
     out = arr.astype(np.float32)
     if not np.isfinite(out).all():
         raise BackendError(ErrorCode.BAD_REQUEST, f"{name} holds NaN or infinite values; send finite display-referred values")

@@ -37,17 +37,16 @@ import json
 import math
 import os
 import platform
-import signal
 import socket
-import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -59,6 +58,10 @@ if str(ROOT) not in sys.path:  # run as a file from anywhere
 from adain import Region, StyleTransfer  # noqa: E402
 from adain import functional as AF  # noqa: E402
 from adain.images import load_image  # noqa: E402
+from adain_wire.options import COMPILE_MODES  # noqa: E402
+
+if TYPE_CHECKING:
+    from adain_wire.manager import Backend as BackendManager
 
 SAMPLES = ROOT / "adain" / "data" / "samples"
 STYLE_FILES = ("style_wesnoth_httt_wizards.jpg", "style_wesnoth_painted_mountains.jpg", "style_wesnoth_trow_great_tree.jpg",
@@ -252,56 +255,22 @@ def previous_adain_ops() -> Iterator[None]:
         AF.regional_adain, AF.adain_blend = saved
 
 
-class Backend:
-    """``python -m backend`` on a free TCP loopback port, and a connected ``adain_wire.client.Client``."""
+def start_backend(device: str, compile: str = "off", startup_s: float = 180.0) -> BackendManager:
+    """``python -m backend`` on a free TCP loopback port, started (and later stopped) by the same manager the
+    add-on uses (``adain_wire.manager.Backend``); ``.client()`` is the connected ``adain_wire.client.Client``."""
+    from adain_wire.manager import Backend as BackendManager
+    from adain_wire.manager import BackendSettings, default_command
 
-    def __init__(self, device: str, precision: str = "auto", startup_s: float = 180.0, compile: str = "off") -> None:
-        from adain_wire.client import Client, ClientError
-
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        self.endpoint = f"tcp://127.0.0.1:{port}"
-        cmd = [sys.executable, "-m", "backend", "--bind", self.endpoint, "--device", device, "--precision", precision,
-               "--log-level", "warning", "--max-queue", "4", "--compile", compile]  # fmt: skip
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + startup_s
-        self.client = None
-        try:
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"the backend exited with status {self.proc.returncode} while starting")
-                client = Client(self.endpoint, timeout=30.0, give_up=3600.0, heartbeat=2.0)
-                try:
-                    client.connect()
-                    self.client = client
-                    break
-                except ClientError:
-                    client.close()
-                    if time.monotonic() > deadline:
-                        raise RuntimeError(f"the backend did not answer within {startup_s:g} s") from None
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        if self.client is not None:
-            with contextlib.suppress(Exception):
-                self.client.close()
-            self.client = None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def __enter__(self) -> Backend:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    log_file = Path(tempfile.gettempdir()) / f"adain-bench-backend-{port}.log"
+    options = ["--device", device, "--max-queue", "4", "--compile", compile]
+    settings = BackendSettings(endpoint=f"tcp://127.0.0.1:{port}", command=default_command(sys.executable, options),
+                               connect_timeout=30.0, start_timeout=startup_s, give_up=3600.0, log_file=log_file)  # fmt: skip
+    manager = BackendManager(settings)
+    manager.client()  # starts it and waits for its hello (BackendError, with the log's tail, when it cannot)
+    return manager
 
 
 # ------------------------------------------------------------------------------------- the run
@@ -367,7 +336,7 @@ class DeviceRun:
                 st = StyleTransfer(m.encoder, m.decoder, dev_name, p, autocast=kw.get("autocast", False),
                                    channels_last=kw.get("channels_last", True))  # fmt: skip
                 self.ablations.append((label, st))
-        self.backend: Backend | None = None
+        self.backend: BackendManager | None = None
 
     def __enter__(self) -> DeviceRun:
         return self
@@ -423,10 +392,10 @@ class DeviceRun:
     def end_to_end(self, w: int, h: int, tile: int | None, content: torch.Tensor, dtypes: Sequence[str]) -> None:
         if self.backend is None:
             self.progress(f"{self.dev_name}: starting the backend ...")
-            self.backend = Backend(self.dev_name, compile=self.plan.backend_compile)
+            self.backend = start_backend(self.dev_name, compile=self.plan.backend_compile)
         be = self.backend
-        client = be.client
-        assert client is not None
+        client = be.client()
+        assert be.process is not None
         style = (self.styles[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
         sid = client.put_style(style, size=STYLE_SIDE)
         rgba = np.concatenate([content.permute(1, 2, 0).numpy(), np.ones((h, w, 1), np.float32)], axis=2)
@@ -440,7 +409,7 @@ class DeviceRun:
 
             label = f"e2e tcp {dtype} RGBA" + (f", backend --compile {self.plan.backend_compile}"
                                                if self.plan.backend_compile != "off" else "")  # fmt: skip
-            r = self.add(w, h, tile, label, call, pid=be.proc.pid, min_warmup=3 if self.plan.backend_compile != "off" else 0)
+            r = self.add(w, h, tile, label, call, pid=be.process.pid, min_warmup=3 if self.plan.backend_compile != "off" else 0)
             served = _median(compute[-len(r.times) :])
             r.extra["backend_compute_s"] = served
             r.extra["overhead"] = (r.seconds - served) / served if served > 0 else math.nan
@@ -526,16 +495,17 @@ def _args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--backend-compile",
         default="off",
-        choices=("off", "default", "max-autotune", "reduce-overhead"),
+        choices=COMPILE_MODES,
         help="--compile of the backend that the e2e rows go through (default off)",
     )
     p.add_argument("--quick", action="store_true", help="tiny run for tests: 64x64, 1 repeat, no warm-up, no 4K")
     p.add_argument("--json", type=Path, metavar="OUT", help="also write the rows, targets and machine as JSON")
     args = p.parse_args(argv)
     args.compile = tuple(m.strip() for m in args.compile.split(",") if m.strip())
-    bad = [m for m in args.compile if m not in ("default", "max-autotune", "reduce-overhead")]
+    modes = [m for m in COMPILE_MODES if m != "off"]
+    bad = [m for m in args.compile if m not in modes]
     if bad:
-        p.error(f"--compile {','.join(bad)}: use default, max-autotune or reduce-overhead")
+        p.error(f"--compile {','.join(bad)}: use {', '.join(modes[:-1])} or {modes[-1]}")
     if (args.repeats is not None and args.repeats < 1) or (args.warmup is not None and args.warmup < 0):
         p.error("--repeats must be >= 1 and --warmup >= 0")
     return args

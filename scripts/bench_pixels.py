@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from adain_wire.options import INTEGER_SCALE as _SCALE  # noqa: E402
 from backend.device_pixels import download_frame, upload_frame  # noqa: E402
 
 SIZES = {"1080p": (1920, 1080), "4k": (3840, 2160), "512": (512, 512)}
-_SCALE = {"uint8": 255.0, "uint16": 65535.0}
 
 
 def numpy_path(frame: np.ndarray, device: torch.device) -> np.ndarray:
