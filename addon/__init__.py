@@ -4,9 +4,11 @@ The wire format, the client and the backend's start/stop come from the ``adain_w
 backend; the add-on zip carries it as a wheel). Modules without bpy (testable anywhere): ``frames`` (what a frame
 asks and how the answer is composed), ``frame_task`` (backend work on a thread the UI polls), ``temporal``
 (smoothing along motion vectors), ``cryptomatte`` (soft masks), ``png16``, ``samples`` (the bundled sample styles).
-Blender-facing: ``properties``, ``operators``, ``panels``, ``render`` (the Cycles hook), ``restyle`` (the last
-render stylized again), ``colour`` (view transform round trip), ``compositor`` (the node group), ``engine``
-(keeps the node group out of non-Cycles renders), ``link``.
+``render_maths`` (mask composition, alpha, sRGB), ``session`` (what persists between renders).
+Blender-facing: ``properties``, ``operators``, ``panels``, ``render`` (the Cycles hook), ``scene_snapshot`` (the
+scene read at render time), ``render_result`` (a render result stylized), ``restyle`` (the last render stylized
+again), ``colour`` (view transform round trip), ``compositor`` (the node group), ``engine`` (keeps the node group
+out of non-Cycles renders), ``link``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ def register() -> None:
 def unregister() -> None:
     import bpy
 
-    from . import engine, link, properties, render
+    from . import engine, link, properties, render, session
 
     engine.unwatch()
     init, load = bpy.app.handlers.render_init, bpy.app.handlers.load_post
@@ -44,8 +46,8 @@ def unregister() -> None:
         if fn in handlers:
             handlers.remove(fn)
     render.uninstall()
-    render.LAST_RENDER.clear()
     link.shutdown()
+    session.SESSION.reset()
     properties.unregister_props()
     while _registered:
         bpy.utils.unregister_class(_registered.pop())

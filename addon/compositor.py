@@ -16,7 +16,7 @@ from typing import Any
 
 import bpy
 
-from .render import PASS
+from .render_maths import PASS
 
 GROUP = "AdaIN Stylize"
 NODE = "AdaIN Stylize"

@@ -16,7 +16,8 @@ from typing import Any
 
 import bpy
 
-from . import compositor, render
+from . import compositor
+from .session import SESSION
 
 _OWNER = object()  # message-bus subscription owner
 ENGINE_NAMES = {"BLENDER_EEVEE_NEXT": "EEVEE", "BLENDER_EEVEE": "EEVEE", "BLENDER_WORKBENCH": "Workbench"}
@@ -62,5 +63,5 @@ def on_render_init(scene: bpy.types.Scene, *_: Any) -> None:
         compositor.sync_engine(scene)
     message = engine_message(scene)
     if message:
-        render.STATUS.ok, render.STATUS.message = False, message
+        SESSION.status.ok, SESSION.status.message = False, message
         print(message, file=sys.stderr, flush=True)

@@ -13,6 +13,7 @@ from adain_wire.manager import BackendError
 from . import colour, compositor, link, samples
 from .frames import CancelledError, FrameError
 from .properties import enable_motion_vectors
+from .session import SESSION
 
 
 def _settings(context: bpy.types.Context) -> Any:
@@ -271,9 +272,7 @@ class ADAIN_OT_restyle(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
-        from . import render
-
-        if not render.LAST_RENDER:
+        if not SESSION.last_render:
             cls.poll_message_set("Render a frame with AdaIN on first (F12)")
             return False
         return True

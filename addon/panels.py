@@ -6,7 +6,8 @@ import textwrap
 
 import bpy
 
-from . import compositor, engine, render, restyle
+from . import compositor, engine, restyle
+from .session import SESSION
 
 
 class ADAIN_PT_stylize(bpy.types.Panel):
@@ -71,7 +72,7 @@ class ADAIN_PT_stylize(bpy.types.Panel):
             row.prop(slot, "preserve_color")
             row.prop(slot, "style_size")
         col.operator("adain.slot_add", icon="ADD")
-        status = render.STATUS
+        status = SESSION.status
         if status.message:
             layout.label(text=status.message, icon="INFO" if status.ok else "ERROR")
         row = layout.row()

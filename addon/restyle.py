@@ -1,7 +1,7 @@
 """Restyle Last Render: the last rendered frame stylized again with the slots as they are now, no render (bpy).
 
 Trying styles is the slow part of an artist's loop when every change means another Cycles render. The render hook
-keeps the last frame's inputs (``render.LAST_RENDER``: the scene-linear Combined pass, its display-referred
+keeps the last frame's inputs (``SESSION.last_render``: the scene-linear Combined pass, its display-referred
 pixels and the Cryptomatte passes), so changing a style image, a weight, an alpha, a colour mode or a slot's
 targets and pressing *Restyle Last Render* costs one backend request, not a render.
 
@@ -23,10 +23,13 @@ from dataclasses import dataclass, replace
 import bpy
 import numpy as np
 
-from . import colour, link, render
+from . import colour, link
 from .frame_task import FrameTask
 from .frames import FrameError, FrameJob, FrameResult, stylize_frame
-from .render import RenderedLayer, Snapshot
+from .render_maths import PASS, SceneSnapshot, build_job
+from .render_result import layer_passes
+from .scene_snapshot import snapshot
+from .session import SESSION, RenderedLayer
 
 IMAGE = "AdaIN Restyle"
 
@@ -35,7 +38,7 @@ IMAGE = "AdaIN Restyle"
 class Plan:
     """What one restyle sends: the current slots (``snap``) applied to each kept layer."""
 
-    snap: Snapshot
+    snap: SceneSnapshot
     layers: tuple[RenderedLayer, ...]
     jobs: tuple[FrameJob, ...]
 
@@ -49,9 +52,9 @@ class Plan:
 
 def describe_last() -> str:
     """One line for the panel: which frame can be restyled, or why none can."""
-    if not render.LAST_RENDER:
+    if not SESSION.last_render:
         return "Nothing to restyle yet: render a frame with AdaIN on (F12)"
-    rl = render.LAST_RENDER[0]
+    rl = SESSION.last_render[0]
     w, h = rl.size
     return f"Last render: {rl.scene}, frame {rl.frame}, {w}×{h}"
 
@@ -70,7 +73,7 @@ def _kept_passes(rl: RenderedLayer) -> Callable[[str], list[np.ndarray]]:
 
 def plan(scene: bpy.types.Scene) -> Plan:
     """The restyle request for ``scene``'s current slots; FrameError says what to fix."""
-    layers = tuple(render.LAST_RENDER)
+    layers = tuple(SESSION.last_render)
     if not layers:
         raise FrameError("nothing to restyle yet: render a frame with AdaIN on first (F12)")
     if layers[0].scene != scene.name:
@@ -79,9 +82,9 @@ def plan(scene: bpy.types.Scene) -> Plan:
         )
     if not hasattr(scene, "adain") or not scene.adain.enabled:
         raise FrameError("AdaIN is off for this scene: tick it in the AdaIN Stylize panel's header")
-    snap = render.snapshot(scene)
+    snap = snapshot(scene)
     # only the combined frame is shown: no per-slot passes (each would be one more decode on the backend)
-    jobs = tuple(replace(render.build_job(snap, _kept_passes(rl), rl.display, *rl.size), slot_passes=False) for rl in layers)
+    jobs = tuple(replace(build_job(snap, _kept_passes(rl), rl.display, *rl.size), slot_passes=False) for rl in layers)
     return Plan(snap, layers, jobs)
 
 
@@ -94,8 +97,8 @@ def start(scene: bpy.types.Scene) -> tuple[Plan, FrameTask[list[FrameResult]]]:
         results = []
         for i, job in enumerate(p.jobs):
             task.progress = f"AdaIN: restyling frame {p.frame}" + (f" (layer {i + 1}/{len(p.jobs)})" if len(p.jobs) > 1 else "")
-            with render.client_lock(task.cancelled):
-                ids = render.ids_for(client)
+            with SESSION.client_lock(task.cancelled):
+                ids = SESSION.ids_for(client)
                 results.append(stylize_frame(client, ids, job, style_size=p.snap.style_size, cancelled=task.cancelled))
         return results
 
@@ -120,7 +123,7 @@ def finish(p: Plan, results: list[FrameResult]) -> list[bpy.types.Image]:
     """Write the backend's answers into the restyle images (main thread)."""
     images = []
     for rl, out in zip(p.layers, results, strict=True):
-        lin = render.layer_passes(rl.view, rl.combined, rl.display, out)[render.PASS]
+        lin = layer_passes(rl.view, rl.combined, rl.display, out)[PASS]
         w, h = rl.size
         img = _image(p.image_name(rl), w, h)
         img.pixels.foreach_set(np.ascontiguousarray(lin, np.float32).ravel())

@@ -120,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         p.error("needs bpy (Blender as a Python module): run with .venv-bpy45/bin/python after scripts/setup_blender.sh")
 
-    from addon import link, render
+    from addon import link
+    from addon.session import SESSION
 
     args.out.mkdir(parents=True, exist_ok=True)
     build_scene(args.frames, width, height, args.samples)
@@ -139,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
                 bpy.ops.render.render(write_still=True)
             except RuntimeError:  # a frame that was not stylized: the operator reports why (printed below)
                 pass
-            state = "stylized" if render.STATUS.ok else "NOT stylized"
-            if not render.STATUS.ok:
+            state = "stylized" if SESSION.status.ok else "NOT stylized"
+            if not SESSION.status.ok:
                 failed.append(f)
-            print(f"[{f - scene.frame_start + 1}/{args.frames}] frame {f} {state}: {render.STATUS.message}", flush=True)
+            print(f"[{f - scene.frame_start + 1}/{args.frames}] frame {f} {state}: {SESSION.status.message}", flush=True)
     except KeyboardInterrupt:
         print("interrupted: the frames written so far are kept", file=sys.stderr)
         return 130

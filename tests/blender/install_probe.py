@@ -122,7 +122,7 @@ def remote_render(cfg: dict[str, str]) -> dict[str, Any]:
     prefs.endpoint = cfg["endpoint"]
     prefs.server_public_key = cfg["server_public_key"]
     prefs.client_secret_key = cfg["client_secret_key"]
-    render = importlib.import_module(f"{MODULE}.render")
+    session = importlib.import_module(f"{MODULE}.session").SESSION
 
     scene = bpy.context.scene
     scene.render.resolution_x, scene.render.resolution_y, scene.render.resolution_percentage = 48, 32, 100
@@ -142,8 +142,8 @@ def remote_render(cfg: dict[str, str]) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     stylized = still("remote.png")
-    out["ok"], out["message"] = render.STATUS.ok, render.STATUS.message
-    out["stylized_frames"] = list(render.STATUS.stylized_frames)
+    out["ok"], out["message"] = session.status.ok, session.status.message
+    out["stylized_frames"] = list(session.status.stylized_frames)
     out["curve_settings"] = render_settings_curve(importlib.import_module(f"{MODULE}.link"))
     scene.adain.enabled = False
     plain = still("plain.png")

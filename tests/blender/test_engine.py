@@ -10,7 +10,8 @@ import numpy as np
 
 from tests.blender.scene import fresh_scene, render_still, set_slot
 
-from addon import compositor, render  # isort: skip  (scene.py put the repository on sys.path)
+from addon import compositor  # isort: skip  (scene.py put the repository on sys.path)
+from addon.session import SESSION  # isort: skip
 
 EEVEE = "BLENDER_EEVEE_NEXT" if bpy.app.version < (5, 0, 0) else "BLENDER_EEVEE"
 
@@ -27,7 +28,7 @@ def test_eevee_render_is_the_plain_render_and_says_why(tmp_path: Path) -> None:
     scene.eevee.taa_render_samples = 4
     with_node = render_still(scene, tmp_path / "adain_on.png")
     assert _node(scene).mute, "the AdaIN node must be bypassed in a non-Cycles render"
-    assert "Cycles renders only" in render.STATUS.message and "EEVEE" in render.STATUS.message
+    assert "Cycles renders only" in SESSION.status.message and "EEVEE" in SESSION.status.message
     compositor.remove(scene)
     plain = render_still(scene, tmp_path / "plain.png")
     assert float(plain.mean()) > 40  # a lit scene, not black
@@ -53,21 +54,21 @@ def test_settings_that_hide_the_stylized_frame_are_reported_and_set_up_fixes_the
     scene = fresh_scene(width=32, height=24)
     set_slot(scene, 0, "Everything", "OTHER", "style_wesnoth_trow_great_tree.jpg")
     render_still(scene, tmp_path / "a.png")
-    assert render.STATUS.ok and "warning" not in render.STATUS.message
+    assert SESSION.status.ok and "warning" not in SESSION.status.message
 
     scene.render.use_compositing = False
     render_still(scene, tmp_path / "b.png")
-    assert render.STATUS.ok and "Compositing is off" in render.STATUS.message
+    assert SESSION.status.ok and "Compositing is off" in SESSION.status.message
     assert bpy.ops.adain.setup() == {"FINISHED"} and scene.render.use_compositing
 
     compositor.remove(scene)
     render_still(scene, tmp_path / "c.png")
-    assert "not in the compositor" in render.STATUS.message and "Set up AdaIN" in render.STATUS.message
+    assert "not in the compositor" in SESSION.status.message and "Set up AdaIN" in SESSION.status.message
     assert bpy.ops.adain.setup() == {"FINISHED"}
 
     _node(scene).mute = True  # muted by the user, with Cycles: kept muted, and said
     render_still(scene, tmp_path / "d.png")
-    assert "is muted" in render.STATUS.message
+    assert "is muted" in SESSION.status.message
     _node(scene).mute = False
     render_still(scene, tmp_path / "e.png")
-    assert render.STATUS.ok and "warning" not in render.STATUS.message
+    assert SESSION.status.ok and "warning" not in SESSION.status.message

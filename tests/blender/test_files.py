@@ -11,7 +11,8 @@ import bpy
 from tests.blender.scene import fresh_scene, set_slot
 from tests.blender.test_render import STYLE_WARM
 
-from addon import compositor, render  # isort: skip  (scene.py put the repository on sys.path)
+from addon import compositor  # isort: skip  (scene.py put the repository on sys.path)
+from addon.session import SESSION  # isort: skip
 
 EEVEE = "BLENDER_EEVEE_NEXT" if bpy.app.version < (5, 0, 0) else "BLENDER_EEVEE"
 
@@ -33,8 +34,8 @@ def test_a_saved_file_reopens_and_renders_its_animation_stylized(identity_backen
     scene = bpy.context.scene
     assert scene.adain.enabled and scene.adain.slots[0].styles[0].image is not None
     bpy.ops.render.render(animation=True)
-    assert render.STATUS.ok, render.STATUS.message
-    assert sorted(render.STATUS.stylized_frames) == [1, 2]
+    assert SESSION.status.ok, SESSION.status.message
+    assert sorted(SESSION.status.stylized_frames) == [1, 2]
     assert sorted(p.name for p in (tmp_path / "frames").iterdir()) == ["shot_0001.png", "shot_0002.png"]
 
 

@@ -18,7 +18,8 @@ import pytest
 from tests.blender.scene import fresh_scene, render_still, set_slot
 from tests.blender.test_render import STYLE_WARM
 
-from addon import panels, properties, render  # isort: skip  (scene.py put the repository on sys.path)
+from addon import panels, properties  # isort: skip  (scene.py put the repository on sys.path)
+from addon.session import SESSION  # isort: skip
 
 ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
 
@@ -100,7 +101,7 @@ def test_the_layout_stand_in_refuses_what_blender_refuses() -> None:
 
 def test_panel_draws_in_every_state(identity_backend: str, tmp_path: Path) -> None:
     scene = fresh_scene(width=32, height=24)
-    render.STATUS.message = ""
+    SESSION.status.message = ""
     calls = _draw()
     assert ("prop", "temporal") in calls and ("operator", "adain.restyle") in calls
     set_slot(scene, 0, "Warm", "MATERIALS", STYLE_WARM, ("Red",))

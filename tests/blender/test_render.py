@@ -25,7 +25,8 @@ from tests.blender.scene import (
     set_slot,
 )
 
-from addon import render  # isort: skip  (scene.py put the repository on sys.path)
+from addon import render_result  # isort: skip  (scene.py put the repository on sys.path)
+from addon.session import SESSION  # isort: skip
 from addon.frames import FrameJob, stylize_frame  # isort: skip
 
 STYLE_WARM = "style_wesnoth_trow_great_tree.jpg"  # yellow-green, high contrast
@@ -57,8 +58,8 @@ def test_identity_backend_reproduces_the_render(identity_backend: str, view: str
     scene = fresh_scene(view=view)
     set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
     stylized = render_still(scene, tmp_path / "stylized.png")
-    assert render.STATUS.ok, render.STATUS.message
-    assert render.STATUS.stylized_frames == [1]
+    assert SESSION.status.ok, SESSION.status.message
+    assert SESSION.status.stylized_frames == [1]
     scene.adain.enabled = False
     plain = render_still(scene, tmp_path / "plain.png")
     diff = np.abs(stylized - plain)
@@ -70,7 +71,7 @@ def test_identity_round_trip_holds_with_exposure_and_gamma(identity_backend: str
     scene.view_settings.exposure, scene.view_settings.gamma = 0.7, 1.3
     set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
     stylized = render_still(scene, tmp_path / "stylized.png")
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
     scene.adain.enabled = False
     plain = render_still(scene, tmp_path / "plain.png")
     assert np.abs(stylized - plain).max() <= 1
@@ -82,7 +83,7 @@ def test_the_network_sees_the_denoised_render(identity_backend: str, tmp_path: P
     scene.cycles.use_denoising = True
     set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
     stylized = render_still(scene, tmp_path / "stylized.png")
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
     scene.adain.enabled = False
     denoised = render_still(scene, tmp_path / "denoised.png")
     scene.cycles.use_denoising = False
@@ -97,10 +98,10 @@ def test_per_material_styles_reach_the_compositor_output(model_backend: str, tmp
     set_slot(scene, 0, "Warm", "MATERIALS", STYLE_WARM, ("Red",))
     set_slot(scene, 1, "Cool", "MATERIALS", STYLE_COOL, ("Blue",))
     stylized = render_still(scene, tmp_path / "stylized.png")
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
     group_factor(scene, 0.0)  # the node group's mix factor at 0 gives the plain render back
     plain = render_still(scene, tmp_path / "plain.png")
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
     assert np.abs(stylized - plain).mean() > 3.0, "the compositor output does not show the stylized frame"
 
     # Each object takes its own slot's style: with the two styles swapped between the materials, each object's
@@ -111,7 +112,7 @@ def test_per_material_styles_reach_the_compositor_output(model_backend: str, tmp
     set_slot(scene, 0, "Warm", "MATERIALS", STYLE_COOL, ("Red",))
     set_slot(scene, 1, "Cool", "MATERIALS", STYLE_WARM, ("Blue",))
     swapped = render_still(scene, tmp_path / "swapped.png")
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
 
     def blue_lean(px: np.ndarray) -> float:
         c = _chroma(_stats(px))
@@ -135,7 +136,7 @@ def test_keyframed_alpha_moves_the_output(model_backend: str, tmp_path: Path) ->
         slot.keyframe_insert("alpha", frame=frame)
     scene.render.filepath = str(tmp_path / "anim_")
     bpy.ops.render.render(animation=True)
-    assert sorted(render.STATUS.stylized_frames) == [1, 2, 3], render.STATUS.message
+    assert sorted(SESSION.status.stylized_frames) == [1, 2, 3], SESSION.status.message
     frames = [read_png(Path(scene.render.frame_path(frame=f))) for f in (1, 2, 3)]
     scene.adain.enabled = False
     scene.frame_set(1)
@@ -172,7 +173,7 @@ def test_transparent_film_round_trips_exactly(identity_backend: str, tmp_path: P
     scene = _transparent_scene()
     set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
     stylized = _render_exr(scene, tmp_path / "stylized.exr")
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
     scene.adain.enabled = False
     plain = _render_exr(scene, tmp_path / "plain.exr")
     a = plain[..., 3]
@@ -195,9 +196,9 @@ def test_transparent_film_keeps_the_stylized_colour_inside_the_alpha(
         jobs.append(job)
         return stylize_frame(client, ids, job, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(render, "stylize_frame", recording)
+    monkeypatch.setattr(render_result, "stylize_frame", recording)
     stylized = _render_exr(scene, tmp_path / "stylized.exr")
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
     assert len(jobs) == 1 and jobs[0].masks is not None
     mask = jobs[0].masks[0][::-1]  # top-down -> Blender's row order
     assert (mask[stylized[..., 3] == 0] == 0).all() and (mask[stylized[..., 3] > 0] == 1).all()
@@ -226,7 +227,7 @@ def test_keyframed_style_weights_morph_between_styles(model_backend: str, tmp_pa
         cool.keyframe_insert("weight", frame=frame)
     scene.render.filepath = str(tmp_path / "morph_")
     bpy.ops.render.render(animation=True)
-    assert sorted(render.STATUS.stylized_frames) == [1, 2, 3], render.STATUS.message
+    assert sorted(SESSION.status.stylized_frames) == [1, 2, 3], SESSION.status.message
     frames = [read_png(Path(scene.render.frame_path(frame=f))) for f in (1, 2, 3)]
     scene.animation_data_clear()  # each end against a still with that style alone
     slot.styles.remove(1)
@@ -262,7 +263,7 @@ def test_multilayer_exr_carries_the_adain_passes(model_backend: str, tmp_path: P
         fmt.file_format = "OPEN_EXR_MULTILAYER"
     scene.render.filepath = str(tmp_path / "frame.exr")
     bpy.ops.render.render(write_still=True)
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
     header = (tmp_path / "frame.exr").read_bytes()[:65536]  # the channel list is plain text in the header
     for channel in (b"ViewLayer.AdaIN.R", b"ViewLayer.AdaIN Warm.R", b"Combined.R"):
         assert channel in header, f"{channel!r} missing from the EXR's channels"
@@ -277,9 +278,9 @@ def test_dead_backend_keeps_the_plain_render_and_reruns_resume(dead_backend: str
     # the error is reported (the operator raises it in scripts) and the animation stops at the failed frame
     with pytest.raises(RuntimeError, match="no AdaIN backend"):
         bpy.ops.render.render(animation=True)
-    assert not render.STATUS.ok
-    assert "no AdaIN backend" in render.STATUS.message and "plain render is kept" in render.STATUS.message
-    assert render.STATUS.failed_frames == {1}
+    assert not SESSION.status.ok
+    assert "no AdaIN backend" in SESSION.status.message and "plain render is kept" in SESSION.status.message
+    assert SESSION.status.failed_frames == {1}
     assert not list(tmp_path.iterdir()), "a frame that was not stylized must not be written as if it were"
     # the render window keeps the plain render
     bpy.data.images["Render Result"].save_render(str(tmp_path / "kept.png"), scene=scene)
@@ -297,8 +298,8 @@ def test_dead_backend_keeps_the_plain_render_and_reruns_resume(dead_backend: str
         p.unlink()
     scene.render.filepath = str(tmp_path / "anim_")
     bpy.ops.render.render(animation=True)
-    assert render.STATUS.ok, render.STATUS.message
-    assert sorted(render.STATUS.stylized_frames) == [1, 2]
+    assert SESSION.status.ok, SESSION.status.message
+    assert sorted(SESSION.status.stylized_frames) == [1, 2]
     assert (tmp_path / "anim_0001.png").is_file() and (tmp_path / "anim_0002.png").is_file()
 
 
@@ -307,7 +308,7 @@ def test_a_slot_s_style_size(identity_backend: str, tmp_path: Path) -> None:
     slot = set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
     slot.style_size = 128  # this slot's own style scale
     render_still(scene, tmp_path / "a.png")
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
     slot.style_size = 32
     with pytest.raises(RuntimeError, match="style size 32 is too small"):
         render_still(scene, tmp_path / "b.png")
@@ -321,8 +322,8 @@ def test_slot_without_style_is_reported(identity_backend: str, tmp_path: Path) -
         render_still(scene, tmp_path / "out.png")
     bpy.data.images["Render Result"].save_render(str(tmp_path / "kept.png"), scene=scene)
     out = read_png(tmp_path / "kept.png")
-    assert not render.STATUS.ok
-    assert "has no style image" in render.STATUS.message
+    assert not SESSION.status.ok
+    assert "has no style image" in SESSION.status.message
     scene.adain.enabled = False
     assert np.abs(out - render_still(scene, tmp_path / "plain.png")).max() == 0
 
@@ -331,7 +332,7 @@ def test_esc_cancels_the_backend_request_keeps_the_plain_render_and_the_next_ren
     model_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Esc in Blender makes ``RenderEngine.test_break()`` true; the bpy module has no window to press it in, and
-    ``test_break`` is a C function that Python cannot replace on the engine, so ``render.esc_pressed`` (the add-on's
+    ``test_break`` is a C function that Python cannot replace on the engine, so ``render_result.esc_pressed`` (the add-on's
     one call of it) answers True, as after Esc pressed once the frame has been sent (the add-on polls it every 0.1 s
     while it waits for the backend). The rest is real: Cycles, the backend, the cancel request, the plain frame."""
     scene = fresh_scene(width=128, height=96)
@@ -343,15 +344,15 @@ def test_esc_cancels_the_backend_request_keeps_the_plain_render_and_the_next_ren
         calls.append(1)
         return True
 
-    monkeypatch.setattr(render, "esc_pressed", esc_pressed)
+    monkeypatch.setattr(render_result, "esc_pressed", esc_pressed)
     with pytest.raises(RuntimeError, match="cancelled"):
         render_still(scene, tmp_path / "cancelled.png")
-    assert calls and not render.STATUS.ok and "cancelled" in render.STATUS.message
+    assert calls and not SESSION.status.ok and "cancelled" in SESSION.status.message
     bpy.data.images["Render Result"].save_render(str(tmp_path / "kept.png"), scene=scene)
     kept = read_png(tmp_path / "kept.png")
     monkeypatch.undo()
     stylized = render_still(scene, tmp_path / "after.png")  # the client and backend are fine afterwards
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
     scene.adain.enabled = False
     plain = render_still(scene, tmp_path / "plain.png")
     assert np.abs(kept - plain).max() <= 1, "a cancelled frame shows the plain render"

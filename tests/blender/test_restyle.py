@@ -14,7 +14,8 @@ import pytest
 from tests.blender.scene import fresh_scene, read_png, render_still, set_slot
 from tests.blender.test_render import STYLE_COOL, STYLE_WARM
 
-from addon import render, restyle  # isort: skip  (scene.py put the repository on sys.path)
+from addon import restyle  # isort: skip  (scene.py put the repository on sys.path)
+from addon.session import SESSION  # isort: skip
 from addon.frames import CancelledError, FrameError  # isort: skip
 
 
@@ -29,20 +30,20 @@ def test_restyle_gives_what_a_new_render_with_the_changed_slots_gives(model_back
     set_slot(scene, 0, "Warm", "MATERIALS", STYLE_WARM, ("Red",))
     set_slot(scene, 1, "Cool", "OBJECTS", STYLE_COOL, ("Sphere",))
     first = render_still(scene, tmp_path / "first.png")
-    assert render.STATUS.ok, render.STATUS.message
-    assert [(rl.scene, rl.frame) for rl in render.LAST_RENDER] == [(scene.name, 1)]
+    assert SESSION.status.ok, SESSION.status.message
+    assert [(rl.scene, rl.frame) for rl in SESSION.last_render] == [(scene.name, 1)]
 
     # change styles, a slot's kind of target and an alpha, then restyle: no render
     set_slot(scene, 0, "Warm", "OBJECTS", STYLE_COOL, ("Cube",))
     set_slot(scene, 1, "Cool", "MATERIALS", STYLE_WARM, ("Blue",))
     scene.adain.slots[1].alpha = 0.6
-    renders_before = list(render.STATUS.stylized_frames)
+    renders_before = list(SESSION.status.stylized_frames)
     assert bpy.ops.adain.restyle() == {"FINISHED"}
-    assert render.STATUS.stylized_frames == renders_before, "restyling must not render"
+    assert SESSION.status.stylized_frames == renders_before, "restyling must not render"
     restyled = _restyled_png(scene, tmp_path / "restyled.png")
 
     again = render_still(scene, tmp_path / "again.png")  # the same slots, rendered
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
     diff = np.abs(restyled - again)
     assert diff.max() <= 2, f"restyle differs from a render with the same slots by up to {diff.max()}/255"
     assert np.abs(restyled - first).mean() > 2.0, "the changed slots do not show"
@@ -54,9 +55,9 @@ def test_restyle_of_an_animation_frame_and_its_limits(model_backend: str, tmp_pa
     scene.frame_start, scene.frame_end = 1, 2
     scene.render.filepath = str(tmp_path / "anim_")
     bpy.ops.render.render(animation=True)
-    assert render.STATUS.ok, render.STATUS.message
-    assert [rl.frame for rl in render.LAST_RENDER] == [2]
-    assert set(render.LAST_RENDER[0].crypto) == {"Object"}, "an animation keeps only the masks its slots used"
+    assert SESSION.status.ok, SESSION.status.message
+    assert [rl.frame for rl in SESSION.last_render] == [2]
+    assert set(SESSION.last_render[0].crypto) == {"Object"}, "an animation keeps only the masks its slots used"
 
     scene.adain.slots[0].alpha = 0.5  # same kind of target: works
     assert bpy.ops.adain.restyle() == {"FINISHED"}
@@ -78,7 +79,7 @@ def test_cancelled_restyle_leaves_the_backend_usable(model_backend: str, tmp_pat
     scene = fresh_scene(width=128, height=96)
     set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
     render_still(scene, tmp_path / "first.png")
-    with render.client_lock():  # a render is using the backend connection, so the restyle must wait for it...
+    with SESSION.client_lock():  # a render is using the backend connection, so the restyle must wait for it...
         _plan, task = restyle.start(scene)
         time.sleep(0.3)
         assert not task.done()
@@ -88,13 +89,13 @@ def test_cancelled_restyle_leaves_the_backend_usable(model_backend: str, tmp_pat
         task.result()
     assert bpy.ops.adain.restyle() == {"FINISHED"}  # the lock and the connection were given back
     render_still(scene, tmp_path / "after.png")
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
 
 
 def test_nothing_to_restyle_before_a_render(identity_backend: str) -> None:
     scene = fresh_scene(width=32, height=24)
     set_slot(scene, 0, "Everything", "OTHER", STYLE_WARM)
-    render.LAST_RENDER.clear()
+    SESSION.last_render.clear()
     assert not bpy.ops.adain.restyle.poll()
     with pytest.raises(FrameError, match="nothing to restyle yet"):
         restyle.plan(scene)

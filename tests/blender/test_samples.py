@@ -11,7 +11,8 @@ import pytest
 
 from tests.blender.scene import fresh_scene, render_still
 
-from addon import render, samples  # isort: skip  (scene.py put the repository on sys.path)
+from addon import samples  # isort: skip  (scene.py put the repository on sys.path)
+from addon.session import SESSION  # isort: skip
 
 
 def test_set_up_alone_gives_a_stylized_first_render(model_backend: str, tmp_path: Path) -> None:
@@ -21,7 +22,7 @@ def test_set_up_alone_gives_a_stylized_first_render(model_backend: str, tmp_path
     img = slot.styles[0].image
     assert img is not None and img.packed_file is not None and samples.by_key(samples.DEFAULT).title in img.name
     stylized = render_still(scene, tmp_path / "first.png")
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
     scene.adain.enabled = False
     plain = render_still(scene, tmp_path / "plain.png")
     assert np.abs(stylized - plain).mean() > 3.0
@@ -50,4 +51,4 @@ def test_a_saved_file_keeps_its_sample_style(identity_backend: str, tmp_path: Pa
     img = bpy.context.scene.adain.slots[0].styles[0].image
     assert img is not None and img.packed_file is not None and len(bytes(img.packed_file.data)) > 10_000
     render_still(bpy.context.scene, tmp_path / "out.png")
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message

@@ -14,16 +14,16 @@ from mathutils import Vector
 from tests.blender.scene import fresh_scene, object_box, read_png, set_slot
 from tests.blender.test_render import STYLE_COOL
 
-from addon import render  # isort: skip  (scene.py put the repository on sys.path)
+from addon.session import SESSION  # isort: skip
 
 
 def _animation(scene: bpy.types.Scene, folder: Path, strength: float) -> list[np.ndarray]:
     scene.adain.temporal = strength
     scene.render.filepath = str(folder / f"s{strength:g}_")
     bpy.ops.render.render(animation=True)
-    assert render.STATUS.ok, render.STATUS.message
+    assert SESSION.status.ok, SESSION.status.message
     frames = range(scene.frame_start, scene.frame_end + 1)
-    assert sorted(render.STATUS.stylized_frames) == list(frames)
+    assert sorted(SESSION.status.stylized_frames) == list(frames)
     return [read_png(Path(scene.render.frame_path(frame=f))) for f in frames]
 
 
@@ -89,7 +89,7 @@ def test_motion_blur_turns_smoothing_off_and_says_so(model_backend: str, tmp_pat
     scene.frame_start, scene.frame_end = 1, 2
     frames = _animation(scene, tmp_path, 0.5)
     assert len(frames) == 2
-    assert "no temporal smoothing while Motion Blur is on" in render.STATUS.message
+    assert "no temporal smoothing while Motion Blur is on" in SESSION.status.message
 
 
 @pytest.mark.parametrize("strength", [0.5])
@@ -100,5 +100,5 @@ def test_a_still_render_is_never_smoothed(model_backend: str, tmp_path: Path, st
     for name in ("a.png", "b.png"):
         scene.render.filepath = str(tmp_path / name)
         bpy.ops.render.render(write_still=True)
-        assert render.STATUS.ok and "temporal" not in render.STATUS.message
+        assert SESSION.status.ok and "temporal" not in SESSION.status.message
     assert np.abs(read_png(tmp_path / "a.png") - read_png(tmp_path / "b.png")).max() <= 1
