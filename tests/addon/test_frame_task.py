@@ -36,9 +36,18 @@ def test_cancel_stops_the_backend_request_and_the_client_stays_usable(real):
     ids = StyleIds()
     stylize_frame(real, ids, job(32, 32), style_size=64)  # style put and the model warm
     big = job(768, 1024)  # seconds on a CPU: cancelled well before it is done
-    task: FrameTask[FrameResult] = FrameTask(lambda t: stylize_frame(real, ids, big, style_size=64, cancelled=t.cancelled))
+    waiting = threading.Event()  # set once the request is sent and the task waits for its reply
+
+    def work(task: FrameTask[FrameResult]) -> FrameResult:
+        def cancelled() -> bool:  # stylize_frame polls this while it waits for the reply
+            waiting.set()
+            return task.cancelled()
+
+        return stylize_frame(real, ids, big, style_size=64, cancelled=cancelled)
+
+    task: FrameTask[FrameResult] = FrameTask(work)
     task.start()
-    time.sleep(0.3)
+    assert waiting.wait(30), "the task never got to wait for the backend"
     assert not task.done()
     t0 = time.perf_counter()
     task.cancel()

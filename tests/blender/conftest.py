@@ -128,6 +128,13 @@ def dead_backend(_endpoints: dict[str, str]) -> Iterator[str]:
     yield from use_backend(_endpoints, "dead", None)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Renders through the real model (the ``model_backend`` fixture) take tens of seconds each: mark them slow."""
+    for item in items:
+        if "model_backend" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 # --- process exit ----------------------------------------------------------------------------------------------
 # bpy (as a Python module) can hang in its C++ static destructors when the interpreter exits (a thread waiting
 # on a condition variable that is destroyed: seen with bpy 4.5.15 after failing tests). Leave with os._exit once

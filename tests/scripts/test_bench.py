@@ -24,6 +24,7 @@ def quick(tmp_path_factory) -> tuple[dict, str]:
     return json.loads(out.read_text()), proc.stdout
 
 
+@pytest.mark.slow
 def test_every_path_has_a_row(quick):
     doc, _ = quick
     paths = [r["path"] for r in doc["rows"]]
@@ -35,13 +36,17 @@ def test_every_path_has_a_row(quick):
     assert doc["interrupted"] is False and doc["machine"]["cpu"]
 
 
+@pytest.mark.slow
 def test_ratios_times_and_memory_are_sane(quick):
     doc, _ = quick
     for r in doc["rows"]:
         assert len(r["times"]) == 1 and all(t > 0 for t in r["times"])
         for key in ("seconds", "fps", "ratio"):
             assert math.isfinite(r[key]) and r[key] > 0, (r["path"], key, r[key])
-        assert r["peak_mem_bytes"] >= 0 and r["mem_kind"]
+        # a 64x64 frame: the increase may be 0 (the allocator reuses memory), never negative nor gigabytes; e2e rows
+        # measure the backend process, the others this one
+        assert isinstance(r["peak_mem_bytes"], int) and 0 <= r["peak_mem_bytes"] < 2**30, (r["path"], r["peak_mem_bytes"])
+        assert r["mem_kind"] == ("backend rss increase" if r["path"].startswith("e2e") else "rss increase"), r["path"]
     base = doc["rows"][0]
     assert base["ratio"] == pytest.approx(1.0)
     regions = [r for r in doc["rows"] if "region" in r["path"]]
@@ -50,6 +55,7 @@ def test_ratios_times_and_memory_are_sane(quick):
     assert all(r["extra"]["backend_compute_s"] > 0 and math.isfinite(r["extra"]["overhead"]) for r in e2e)
 
 
+@pytest.mark.slow
 def test_table_and_targets_are_printed(quick):
     doc, stdout = quick
     assert stdout.startswith("| device | size | path | ms/frame | fps | × baseline | peak memory | note |")
@@ -67,6 +73,7 @@ def test_size_parsing():
     assert bench.band_labels(10, 3, 4).unique().tolist() == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_compile_rows_are_measured_and_bad_modes_refused(tmp_path):
     out = tmp_path / "bench.json"
     cmd = [sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--no-e2e", "--compile", "default,reduce-overhead",
@@ -82,6 +89,7 @@ def test_compile_rows_are_measured_and_bad_modes_refused(tmp_path):
     assert bad.returncode == 2 and "--compile turbo: use default, max-autotune or reduce-overhead" in bad.stderr
 
 
+@pytest.mark.slow
 def test_pixel_bench_runs_and_checks_both_paths_agree():
     script = SCRIPT.with_name("bench_pixels.py")
     proc = subprocess.run([sys.executable, str(script), "--sizes", "512", "--device", "cpu", "--repeats", "1"],
