@@ -9,7 +9,7 @@ backend, the scripts and the tests alike.
 - ``client``: ``Client`` (one I/O thread, pipelining, heartbeats, recovery when the backend restarts);
 - ``pending``: ``Pending``, a request in flight; ``errors``: ``ClientError`` and its codes;
 - ``keys``: ``ClientCurve``, CurveZMQ keys of a client;
-- ``manager``: ``Backend``, a backend to connect to, or to start as a local subprocess and stop.
+- ``manager``: ``BackendManager``, a backend to connect to, or to start as a local subprocess and stop.
 
 Nothing is imported here, so ``import adain_wire.protocol`` loads neither pyzmq nor the client.
 """

@@ -1,9 +1,9 @@
 """The backend as seen from the add-on (no bpy): start a local one as a subprocess, connect, stop.
 
-``Backend`` is one per Blender session, shared by the render hook and the operators:
+``BackendManager`` is one per Blender session, shared by the render hook and the operators:
 
-    backend = Backend(BackendSettings(endpoint=DEFAULT_ENDPOINT, command=("python", "-m", "backend")))
-    client = backend.client()     # starts the local process if asked to, waits for its hello, or raises BackendError
+    backend = BackendManager(BackendSettings(endpoint=DEFAULT_ENDPOINT, command=("python", "-m", "backend")))
+    client = backend.client()     # starts the local process if asked to, waits for its hello, or raises BackendUnavailableError
     backend.release()             # frees the GPU memory the backend keeps cached
     backend.stop()                # shutdown over the socket, then terminate/kill if it does not go
 
@@ -29,7 +29,7 @@ from .keys import ClientCurve
 from .options import DEFAULT_ENDPOINT
 
 
-class BackendError(Exception):
+class BackendUnavailableError(Exception):
     """The backend could not be reached or started; the message says what to do."""
 
 
@@ -55,7 +55,7 @@ class BackendSettings:
         return parts or None
 
 
-class Backend:
+class BackendManager:
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings
         self.process: subprocess.Popen[bytes] | None = None
@@ -66,7 +66,7 @@ class Backend:
 
     # ------------------------------------------------------------------------------ lifecycle
     def client(self) -> Client:
-        """A connected client; starts the local backend first when configured to. Raises BackendError."""
+        """A connected client; starts the local backend first when configured to. Raises BackendUnavailableError."""
         with self._lock:
             if self._client is not None and (self.process is None or self.process.poll() is None):
                 return self._client
@@ -76,7 +76,7 @@ class Backend:
                 if _port_open(s.endpoint):  # a backend already answers there (started earlier, or by someone else)
                     try:
                         return self._connect(s.connect_timeout)
-                    except BackendError:
+                    except BackendUnavailableError:
                         pass
                 self._start()
                 return self._wait_ready()
@@ -115,7 +115,7 @@ class Backend:
             try:
                 return self._client.release().device_reserved
             except ClientError as e:
-                raise BackendError(f"release failed: {e.message}") from e
+                raise BackendUnavailableError(f"release failed: {e.message}") from e
 
     def close(self) -> None:
         """Disconnect, leaving a backend we did not start running (a local one is stopped)."""
@@ -139,7 +139,7 @@ class Backend:
             client.connect()
         except ClientError as e:
             client.close()
-            raise BackendError(f"no AdaIN backend at {s.endpoint}: {e.message}") from e
+            raise BackendUnavailableError(f"no AdaIN backend at {s.endpoint}: {e.message}") from e
         self._client = client
         return client
 
@@ -166,7 +166,7 @@ class Backend:
             )
         except OSError as e:
             self._close_log()
-            raise BackendError(
+            raise BackendUnavailableError(
                 f"cannot start the backend with {shlex.join(argv)}: {e.strerror or e}; set the backend command in the "
                 "add-on preferences (a Python that has the adain backend installed, e.g. /path/venv/bin/python -m backend)"
             ) from e
@@ -180,17 +180,17 @@ class Backend:
             if proc is None or proc.poll() is not None:
                 code = None if proc is None else proc.returncode
                 self.process = None
-                raise BackendError(f"the local backend exited at start (code {code}){self._log_tail()}")
+                raise BackendUnavailableError(f"the local backend exited at start (code {code}){self._log_tail()}")
             if not self._log_says_listening():  # loading torch and the weights: nothing to connect to yet
                 time.sleep(0.2)
                 continue
             try:
                 return self._connect(s.connect_timeout if self._log_handle is not None else 1.0)
-            except BackendError as e:
+            except BackendUnavailableError as e:
                 last = str(e)
             time.sleep(0.2)
         self.stop(timeout=2)
-        raise BackendError(f"the local backend did not answer within {s.start_timeout:g} s ({last}){self._log_tail()}")
+        raise BackendUnavailableError(f"the local backend did not answer within {s.start_timeout:g} s ({last}){self._log_tail()}")
 
     def _log_says_listening(self) -> bool:
         """True once the backend's log says it listens (always True without a log file: then we just try)."""

@@ -2,13 +2,13 @@
 
 The wire format, the client and the backend's start/stop come from the ``adain_wire`` package (shared with the
 backend; the add-on zip carries it as a wheel). Modules without bpy (testable anywhere): ``frames`` (what a frame
-asks and how the answer is composed), ``frame_task`` (backend work on a thread the UI polls), ``temporal``
+asks and how the answer is composed), ``background_task`` (backend work on a thread the UI polls), ``temporal``
 (smoothing along motion vectors), ``cryptomatte`` (soft masks), ``png16``, ``samples`` (the bundled sample styles).
 ``render_maths`` (mask composition, alpha, sRGB), ``session`` (what persists between renders).
 Blender-facing: ``properties``, ``operators``, ``panels``, ``render`` (the Cycles hook), ``scene_snapshot`` (the
 scene read at render time), ``render_result`` (a render result stylized), ``restyle`` (the last render stylized
-again), ``colour`` (view transform round trip), ``compositor`` (the node group), ``engine`` (keeps the node group
-out of non-Cycles renders), ``link``.
+again), ``colour`` (view transform round trip), ``compositor`` (the node group), ``engine_watch`` (keeps the node
+group out of non-Cycles renders), ``session_backend`` (the session's backend, from the preferences or the environment).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ _registered: list[type] = []
 def register() -> None:
     import bpy
 
-    from . import engine, operators, panels, properties, render
+    from . import engine_watch, operators, panels, properties, render
 
     for cls in (*properties.CLASSES, *operators.CLASSES, *panels.CLASSES):
         bpy.utils.register_class(cls)
@@ -28,25 +28,25 @@ def register() -> None:
     render.install()
     bpy.app.handlers.render_init.append(render.on_render_init)
     bpy.app.handlers.load_post.append(render.on_load_post)
-    bpy.app.handlers.render_init.append(engine.on_render_init)
-    bpy.app.handlers.load_post.append(engine.on_load_post)
-    engine.watch()
+    bpy.app.handlers.render_init.append(engine_watch.on_render_init)
+    bpy.app.handlers.load_post.append(engine_watch.on_load_post)
+    engine_watch.watch()
 
 
 def unregister() -> None:
     import bpy
 
-    from . import engine, link, properties, render, session
+    from . import engine_watch, properties, render, session, session_backend
 
-    engine.unwatch()
+    engine_watch.unwatch()
     init, load = bpy.app.handlers.render_init, bpy.app.handlers.load_post
-    hooks = ((init, render.on_render_init), (load, render.on_load_post), (init, engine.on_render_init),
-             (load, engine.on_load_post))  # fmt: skip
+    hooks = ((init, render.on_render_init), (load, render.on_load_post), (init, engine_watch.on_render_init),
+             (load, engine_watch.on_load_post))  # fmt: skip
     for handlers, fn in hooks:
         if fn in handlers:
             handlers.remove(fn)
     render.uninstall()
-    link.shutdown()
+    session_backend.shutdown()
     session.SESSION.reset()
     properties.unregister_props()
     while _registered:

@@ -34,7 +34,7 @@ class FrameError(Exception):
     """A frame could not be stylized; the message says why and what to do."""
 
 
-class CancelledError(FrameError):
+class FrameCancelledError(FrameError):
     pass
 
 
@@ -162,7 +162,7 @@ def _wait(pending: Pending[StylizeReply], cancelled: Callable[[], bool]) -> Styl
     while True:
         if cancelled():
             pending.cancel()
-            raise CancelledError("stylization cancelled")
+            raise FrameCancelledError("stylization cancelled")
         try:
             return pending.result(timeout=0.1)
         except ClientError as e:

@@ -8,10 +8,10 @@ from typing import Any
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
-from adain_wire.manager import BackendError
+from adain_wire.manager import BackendUnavailableError
 
-from . import colour, compositor, link, samples
-from .frames import CancelledError, FrameError
+from . import colour, compositor, samples, session_backend
+from .frames import FrameCancelledError, FrameError
 from .properties import enable_motion_vectors
 from .session import SESSION
 
@@ -221,9 +221,9 @@ class ADAIN_OT_backend_check(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            b = link.backend()
+            b = session_backend.backend()
             b.client()
-        except BackendError as e:
+        except BackendUnavailableError as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
         self.report({"INFO"}, f"AdaIN backend: {b.describe()}")
@@ -237,7 +237,7 @@ class ADAIN_OT_backend_stop(bpy.types.Operator):
     bl_label = "Stop Backend"
 
     def execute(self, context: bpy.types.Context) -> set[str]:
-        link.shutdown()
+        session_backend.shutdown()
         self.report({"INFO"}, "AdaIN backend stopped")
         return {"FINISHED"}
 
@@ -250,8 +250,8 @@ class ADAIN_OT_backend_release(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         try:
-            reserved = link.backend().release()
-        except BackendError as e:
+            reserved = session_backend.backend().release()
+        except BackendUnavailableError as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
         self.report({"INFO"}, f"AdaIN backend released memory ({reserved / 2**20:.0f} MiB still reserved)")
@@ -285,7 +285,7 @@ class ADAIN_OT_restyle(bpy.types.Operator):
             plan, task = restyle.start(context.scene)
             task.wait()
             images = restyle.finish(plan, task.result())
-        except (FrameError, BackendError) as e:
+        except (FrameError, BackendUnavailableError) as e:
             self.report({"ERROR"}, f"AdaIN: {e}")
             return {"CANCELLED"}
         self.report({"INFO"}, restyle.message(plan, images, time.perf_counter() - t0))
@@ -297,7 +297,7 @@ class ADAIN_OT_restyle(bpy.types.Operator):
         self._t0 = time.perf_counter()
         try:
             self._plan, self._task = restyle.start(context.scene)
-        except (FrameError, BackendError) as e:
+        except (FrameError, BackendUnavailableError) as e:
             self.report({"ERROR"}, f"AdaIN: {e}")
             return {"CANCELLED"}
         wm = context.window_manager
@@ -318,10 +318,10 @@ class ADAIN_OT_restyle(bpy.types.Operator):
         self._end(context)
         try:
             images = restyle.finish(self._plan, self._task.result())
-        except CancelledError:
+        except FrameCancelledError:
             self.report({"WARNING"}, "AdaIN: restyle cancelled")
             return {"CANCELLED"}
-        except (FrameError, BackendError) as e:
+        except (FrameError, BackendUnavailableError) as e:
             self.report({"ERROR"}, f"AdaIN: {e}")
             return {"CANCELLED"}
         except Exception as e:  # a bug of ours: say so instead of leaving the operator hanging

@@ -6,7 +6,7 @@ import textwrap
 
 import bpy
 
-from . import compositor, engine, restyle
+from . import compositor, engine_watch, restyle
 from .session import SESSION
 
 
@@ -23,7 +23,7 @@ class ADAIN_PT_stylize(bpy.types.Panel):
         layout = self.layout
         scene = context.scene
         st = scene.adain
-        if st.enabled and (message := engine.engine_message(scene) or " ".join(compositor.output_warnings(scene))):
+        if st.enabled and (message := engine_watch.engine_message(scene) or " ".join(compositor.output_warnings(scene))):
             box = layout.box()
             for i, line in enumerate(textwrap.wrap(message, 48)):
                 box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from adain_wire.manager import BackendError
+from adain_wire.manager import BackendUnavailableError
 
-from . import colour, link, temporal
-from .frames import CancelledError, FrameError, FrameJob, FrameResult, stylize_frame
+from . import colour, session_backend, temporal
+from .frames import FrameCancelledError, FrameError, FrameJob, FrameResult, stylize_frame
 from .render_maths import PASS, SceneSnapshot, build_job, covering, premultiply, slot_pass_name, unpremultiply
 from .session import SESSION, RenderedLayer
 
@@ -117,17 +117,17 @@ def _stylize_layer(
         if snap.error:
             raise FrameError(snap.error)
         job = build_job(snap, crypto, display, w, h)
-        client = link.backend().client()
+        client = session_backend.backend().client()
         cancelled = lambda: esc_pressed(engine)  # noqa: E731
         with SESSION.client_lock(cancelled):
             out = stylize_frame(client, SESSION.ids_for(client), job, style_size=snap.style_size, cancelled=cancelled)
         out, note = _smooth(engine, snap, layer, job, out)
         _write_passes(engine, layer.name, w, h, layer_passes(snap.view, combined, display, out))
-    except CancelledError:
+    except FrameCancelledError:
         _write_passes(engine, layer.name, w, h, plain)
         fail(engine, frame, "AdaIN: stylization cancelled; this frame keeps the plain render")
         return False
-    except (FrameError, BackendError) as e:
+    except (FrameError, BackendUnavailableError) as e:
         _write_passes(engine, layer.name, w, h, plain)
         fail(engine, frame, f"AdaIN: frame {frame} not stylized, the plain render is kept: {e}")
         return False

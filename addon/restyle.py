@@ -10,7 +10,7 @@ through the scene's view transform), "AdaIN Restyle <view layer>" when several l
 the "AdaIN" pass would hold; nodes after the node group in the compositor are not applied. Colours go back
 through the view the frame was rendered with.
 
-``start`` (main thread) gathers everything bpy-side and returns a ``FrameTask`` that talks to the backend on a
+``start`` (main thread) gathers everything bpy-side and returns a ``BackgroundTask`` that talks to the backend on a
 thread; ``finish`` (main thread) writes the images. The operator ``adain.restyle`` polls the task from a modal
 timer in the UI (Esc cancels) and waits for it when run from a script or ``blender -b``.
 """
@@ -23,8 +23,8 @@ from dataclasses import dataclass, replace
 import bpy
 import numpy as np
 
-from . import colour, link
-from .frame_task import FrameTask
+from . import colour, session_backend
+from .background_task import BackgroundTask
 from .frames import FrameError, FrameJob, FrameResult, stylize_frame
 from .render_maths import PASS, SceneSnapshot, build_job
 from .render_result import layer_passes
@@ -88,12 +88,12 @@ def plan(scene: bpy.types.Scene) -> Plan:
     return Plan(snap, layers, jobs)
 
 
-def start(scene: bpy.types.Scene) -> tuple[Plan, FrameTask[list[FrameResult]]]:
-    """Plan on the main thread, connect (may start the local backend), then send from a ``FrameTask``."""
+def start(scene: bpy.types.Scene) -> tuple[Plan, BackgroundTask[list[FrameResult]]]:
+    """Plan on the main thread, connect (may start the local backend), then send from a ``BackgroundTask``."""
     p = plan(scene)
-    client = link.backend().client()
+    client = session_backend.backend().client()
 
-    def work(task: FrameTask[list[FrameResult]]) -> list[FrameResult]:
+    def work(task: BackgroundTask[list[FrameResult]]) -> list[FrameResult]:
         results = []
         for i, job in enumerate(p.jobs):
             task.progress = f"AdaIN: restyling frame {p.frame}" + (f" (layer {i + 1}/{len(p.jobs)})" if len(p.jobs) > 1 else "")
@@ -102,7 +102,7 @@ def start(scene: bpy.types.Scene) -> tuple[Plan, FrameTask[list[FrameResult]]]:
                 results.append(stylize_frame(client, ids, job, style_size=p.snap.style_size, cancelled=task.cancelled))
         return results
 
-    task: FrameTask[list[FrameResult]] = FrameTask(work, name="adain-restyle")
+    task: BackgroundTask[list[FrameResult]] = BackgroundTask(work, name="adain-restyle")
     task.progress = f"AdaIN: restyling frame {p.frame}"
     return p, task.start()
 

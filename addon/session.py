@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import temporal
-from .frames import CancelledError, StyleIds
+from .frames import FrameCancelledError, StyleIds
 
 if TYPE_CHECKING:
     from .colour import View
@@ -74,7 +74,7 @@ class RenderSession:
         """Hold the backend connection (ZeroMQ sockets are not thread-safe); waiting for it can be cancelled."""
         while not self._client_lock.acquire(timeout=0.1):
             if cancelled():
-                raise CancelledError("stylization cancelled while another request used the backend")
+                raise FrameCancelledError("stylization cancelled while another request used the backend")
         try:
             yield
         finally:

@@ -5,7 +5,7 @@ usually a read-only view of the received ZeroMQ frame. It is uploaded to the mod
 (half the bytes of float32 for float16, a quarter for uint8) and converted there; the result is assembled
 on the device in the reply's dtype, alpha included, and comes back in one device-to-host copy. On a GPU
 this keeps the per-pixel work off the CPU (see docs/performance.md); on the CPU it is the same arithmetic
-``backend.pixels`` does in numpy, with fewer temporaries.
+``backend.style_images`` does in numpy, with fewer temporaries.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from adain_wire.protocol import (
     Timing,
     style_id,
 )
-from backend import pixels
+from backend import style_images
 from backend.config import Config
 from backend.errors import BackendError
 from backend.service import EncodeStyleTask, ModelService, StylizeTask
@@ -54,16 +54,16 @@ def server_version() -> str:
 
 @dataclass(frozen=True)
 class Peer:
-    """Who sent a request: the ROUTER identity and whether the connection comes from this machine."""
+    """Who sent a request: the ROUTER socket's routing id and whether the connection comes from this machine."""
 
-    identity: bytes
+    routing_id: bytes
     loopback: Callable[[], bool]
 
 
 class Control(Protocol):
     """What handlers may ask of the server loop."""
 
-    def cancel(self, identity: bytes, target: str) -> str: ...
+    def cancel(self, routing_id: bytes, target: str) -> str: ...
 
     def request_shutdown(self) -> None: ...
 
@@ -125,11 +125,11 @@ class Handlers:
             if known is not None:
                 return StylePutReply(req.id, sid, known.width, known.height, cached=True)
             if req.encoded is not None:
-                rgb = pixels.decode_image(req.encoded, max_pixels, req.size)
+                rgb = style_images.decode_image(req.encoded, max_pixels, req.size)
             else:
                 assert req.image is not None
-                rgb = pixels.flatten_alpha(pixels.to_unit_float(req.image, "style image"))
-                rgb = pixels.resize_shorter(rgb, req.size, max_pixels)
+                rgb = style_images.flatten_alpha(style_images.to_unit_float(req.image, "style image"))
+                rgb = style_images.resize_shorter(rgb, req.size, max_pixels)
             result = self.service.predict(EncodeStyleTask(sid, rgb))
             return StylePutReply(req.id, sid, result.width, result.height, result.cached)
 
@@ -168,7 +168,7 @@ class Handlers:
         return Work(run)
 
     def cancel(self, req: Cancel, peer: Peer) -> CancelReply:
-        return CancelReply(req.id, req.target, self.control.cancel(peer.identity, req.target))
+        return CancelReply(req.id, req.target, self.control.cancel(peer.routing_id, req.target))
 
     def release(self, req: Release) -> ReleaseReply:
         r = self.service.release(req.styles)

@@ -35,7 +35,7 @@ SEND_LINGER_MS = 2000
 
 @dataclass(eq=False)
 class Job:
-    identity: bytes
+    routing_id: bytes
     request_id: str
     op: str
     work: Work
@@ -168,45 +168,45 @@ class Server:
                         break
 
     def _on_message(self, frames: list[zmq.Frame]) -> None:
-        identity = frames[0].bytes
+        routing_id = frames[0].bytes
         body = frames[1:]
         try:
             req = decode_request([f.buffer for f in body])
         except ProtocolError as e:
-            log.info("refused a message from %s: %s", identity.hex()[:10], e.message)
-            self._send(identity, ErrorReply(e.request_id, e.op, e.code, e.message))
+            log.info("refused a message from %s: %s", routing_id.hex()[:10], e.message)
+            self._send(routing_id, ErrorReply(e.request_id, e.op, e.code, e.message))
             return
-        log.debug("%s %s from %s", req.OP, req.id, identity.hex()[:10])
+        log.debug("%s %s from %s", req.OP, req.id, routing_id.hex()[:10])
         if self._stop.is_set():
-            self._send(identity, ErrorReply(req.id, req.OP, ErrorCode.SHUTTING_DOWN, "the backend is shutting down"))
+            self._send(routing_id, ErrorReply(req.id, req.OP, ErrorCode.SHUTTING_DOWN, "the backend is shutting down"))
             return
-        key = (identity, req.id)
+        key = (routing_id, req.id)
         if key in self._inflight:
             message = f"request id {req.id!r} is still in flight on this connection; give every request a new id"
-            self._send(identity, ErrorReply(req.id, req.OP, ErrorCode.BAD_REQUEST, message))
+            self._send(routing_id, ErrorReply(req.id, req.OP, ErrorCode.BAD_REQUEST, message))
             return
-        peer = Peer(identity, lambda: self._is_loopback(frames[-1]))
+        peer = Peer(routing_id, lambda: self._is_loopback(frames[-1]))
         try:
             outcome = self.handlers.handle(req, peer)
         except BackendError as e:
-            self._send(identity, ErrorReply(req.id, req.OP, e.code, e.message, e.style))
+            self._send(routing_id, ErrorReply(req.id, req.OP, e.code, e.message, e.style))
             return
         except Exception:
             log.exception("handler for %s failed", req.OP)
-            self._send(identity, ErrorReply(req.id, req.OP, ErrorCode.INTERNAL, f"{req.OP} failed inside the backend; "
+            self._send(routing_id, ErrorReply(req.id, req.OP, ErrorCode.INTERNAL, f"{req.OP} failed inside the backend; "
                                             "its log has the details"))  # fmt: skip
             return
         if not isinstance(outcome, Work):
-            self._send(identity, outcome)
+            self._send(routing_id, outcome)
             return
         with self._cond:
             if len(self._queue) >= self.config.max_queue:
                 message = (
                     f"the backend has {len(self._queue)} requests queued (--max-queue); wait for replies before sending more"
                 )
-                self._send(identity, ErrorReply(req.id, req.OP, ErrorCode.BUSY, message))
+                self._send(routing_id, ErrorReply(req.id, req.OP, ErrorCode.BUSY, message))
                 return
-            job = Job(identity, req.id, req.OP, outcome)
+            job = Job(routing_id, req.id, req.OP, outcome)
             self._inflight[key] = job
             self._queue.append(job)
             self._cond.notify()
@@ -219,15 +219,15 @@ class Server:
         except zmq.ZMQError:
             return False
 
-    def _send(self, identity: bytes, reply: Reply) -> None:
+    def _send(self, routing_id: bytes, reply: Reply) -> None:
         router = self._router
         assert router is not None
         try:
-            router.send_multipart([identity, *encode_reply(reply)], flags=zmq.NOBLOCK, copy=False)
+            router.send_multipart([routing_id, *encode_reply(reply)], flags=zmq.NOBLOCK, copy=False)
         except zmq.Again:
-            log.warning("client %s is not reading its replies; dropped the reply to %s", identity.hex()[:10], reply.id)
+            log.warning("client %s is not reading its replies; dropped the reply to %s", routing_id.hex()[:10], reply.id)
         except zmq.ZMQError as e:
-            log.info("client %s is gone (%s); dropped the reply to %s", identity.hex()[:10], e.strerror, reply.id)
+            log.info("client %s is gone (%s); dropped the reply to %s", routing_id.hex()[:10], e.strerror, reply.id)
 
     def _send_results(self) -> None:
         while True:
@@ -235,28 +235,28 @@ class Server:
                 job, reply = self._results.get_nowait()
             except queue.Empty:
                 return
-            self._inflight.pop((job.identity, job.request_id), None)
+            self._inflight.pop((job.routing_id, job.request_id), None)
             if job.state == "cancelled":
                 reply = ErrorReply(job.request_id, job.op, ErrorCode.CANCELLED, "cancelled at the client's request")
-            self._send(job.identity, reply)
+            self._send(job.routing_id, reply)
 
     # ----------------------------------------------------------------------------- control
-    def cancel(self, identity: bytes, target: str) -> str:
+    def cancel(self, routing_id: bytes, target: str) -> str:
         """Cancel ``target`` of this peer: "queued" (dropped and answered now), "running" (answered cancelled
         when it finishes) or "unknown"."""
-        job = self._inflight.get((identity, target))
+        job = self._inflight.get((routing_id, target))
         if job is None:
             return "unknown"
         with self._cond:
             if job.state == "queued":
                 self._queue.remove(job)
-                del self._inflight[(identity, target)]
+                del self._inflight[(routing_id, target)]
                 state = "queued"
             else:
                 job.state = "cancelled"
                 state = "running"
         if state == "queued":
-            self._send(identity, ErrorReply(target, job.op, ErrorCode.CANCELLED, "cancelled at the client's request"))
+            self._send(routing_id, ErrorReply(target, job.op, ErrorCode.CANCELLED, "cancelled at the client's request"))
         return state
 
     def request_shutdown(self) -> None:
@@ -270,8 +270,8 @@ class Server:
             self._queue.clear()
             self._cond.notify_all()
         for job in dropped:
-            self._inflight.pop((job.identity, job.request_id), None)
-            self._send(job.identity, ErrorReply(job.request_id, job.op, ErrorCode.SHUTTING_DOWN, "the backend is shutting down"))
+            self._inflight.pop((job.routing_id, job.request_id), None)
+            self._send(job.routing_id, ErrorReply(job.request_id, job.op, ErrorCode.SHUTTING_DOWN, "the backend is shutting down"))
         deadline = time.monotonic() + self.config.shutdown_grace_s
         while self._inflight and time.monotonic() < deadline:
             if wake.poll(POLL_MS):

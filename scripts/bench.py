@@ -61,7 +61,7 @@ from adain.images import load_image  # noqa: E402
 from adain_wire.options import COMPILE_MODES  # noqa: E402
 
 if TYPE_CHECKING:
-    from adain_wire.manager import Backend as BackendManager
+    from adain_wire.manager import BackendManager
 
 SAMPLES = ROOT / "adain" / "data" / "samples"
 STYLE_FILES = ("style_wesnoth_httt_wizards.jpg", "style_wesnoth_painted_mountains.jpg", "style_wesnoth_trow_great_tree.jpg",
@@ -257,9 +257,8 @@ def previous_adain_ops() -> Iterator[None]:
 
 def start_backend(device: str, compile: str = "off", startup_s: float = 180.0) -> BackendManager:
     """``python -m backend`` on a free TCP loopback port, started (and later stopped) by the same manager the
-    add-on uses (``adain_wire.manager.Backend``); ``.client()`` is the connected ``adain_wire.client.Client``."""
-    from adain_wire.manager import Backend as BackendManager
-    from adain_wire.manager import BackendSettings, default_command
+    add-on uses (``adain_wire.manager.BackendManager``); ``.client()`` is the connected ``adain_wire.client.Client``."""
+    from adain_wire.manager import BackendManager, BackendSettings, default_command
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -269,7 +268,7 @@ def start_backend(device: str, compile: str = "off", startup_s: float = 180.0) -
     settings = BackendSettings(endpoint=f"tcp://127.0.0.1:{port}", command=default_command(sys.executable, options),
                                connect_timeout=30.0, start_timeout=startup_s, give_up=3600.0, log_file=log_file)  # fmt: skip
     manager = BackendManager(settings)
-    manager.client()  # starts it and waits for its hello (BackendError, with the log's tail, when it cannot)
+    manager.client()  # starts it and waits for its hello (BackendUnavailableError, with the log's tail, when it cannot)
     return manager
 
 

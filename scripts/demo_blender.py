@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         p.error("needs bpy (Blender as a Python module): run with .venv-bpy45/bin/python after scripts/setup_blender.sh")
 
-    from addon import link
+    from addon import session_backend
     from addon.session import SESSION
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: the frames written so far are kept", file=sys.stderr)
         return 130
     finally:
-        link.shutdown()
+        session_backend.shutdown()
     print(f"done in {time.perf_counter() - t0:.0f} s: {args.out}/frame_*.png and {blend}")
     if failed:
         print(f"frames not stylized: {failed} (see the messages above)", file=sys.stderr)

@@ -1,6 +1,6 @@
-"""``Backend``: a real ``python -m backend --identity`` subprocess started, used, released and stopped; start
+"""``BackendManager``: a real ``python -m backend --identity`` subprocess started, used, released and stopped; start
 failures (no such program, a program that exits at once) and a remote endpoint nobody listens on, each
-reported as a BackendError that says what went wrong."""
+reported as a BackendUnavailableError that says what went wrong."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from adain_wire.client import Client
-from adain_wire.manager import Backend, BackendError, BackendSettings, default_command
+from adain_wire.manager import BackendManager, BackendSettings, BackendUnavailableError, default_command
 
 REPO = Path(__file__).resolve().parents[2]
 IDENTITY = (sys.executable, "-m", "backend", "--identity", "--log-level", "debug")
@@ -27,10 +27,10 @@ def importable_backend(monkeypatch):
 @pytest.fixture
 def backends():
     """Backends made by a test; stopped at teardown (idempotent) so no subprocess outlives a failing test."""
-    made: list[Backend] = []
+    made: list[BackendManager] = []
 
-    def make(**settings) -> Backend:
-        b = Backend(BackendSettings(**settings))
+    def make(**settings) -> BackendManager:
+        b = BackendManager(BackendSettings(**settings))
         made.append(b)
         return b
 
@@ -79,7 +79,8 @@ def test_a_local_backend_that_died_is_started_again(backends, tcp_port, tmp_path
 def test_a_missing_program_is_named_in_the_error(backends, tcp_port):
     missing = "/nonexistent/bin/adain-python"
     backend = backends(endpoint=f"tcp://127.0.0.1:{tcp_port}", command=(missing, "-m", "backend"))
-    with pytest.raises(BackendError, match=r"cannot start the backend with /nonexistent/bin/adain-python -m backend") as e:
+    refusal = r"cannot start the backend with /nonexistent/bin/adain-python -m backend"
+    with pytest.raises(BackendUnavailableError, match=refusal) as e:
         backend.client()
     assert "No such file or directory" in str(e.value) and "backend command in the add-on preferences" in str(e.value)
     assert backend.process is None
@@ -90,7 +91,7 @@ def test_a_program_that_exits_at_once_reports_its_code_and_log(backends, tcp_por
     log = tmp_path / "backend.log"
     backend = backends(endpoint=f"tcp://127.0.0.1:{tcp_port}", command=(sys.executable, "-c", script), log_file=log)
     t0 = time.monotonic()
-    with pytest.raises(BackendError, match=r"the local backend exited at start \(code 3\): fatal: no model here"):
+    with pytest.raises(BackendUnavailableError, match=r"the local backend exited at start \(code 3\): fatal: no model here"):
         backend.client()
     assert time.monotonic() - t0 < 15
     assert backend.process is None and not backend.running_locally()
@@ -101,7 +102,7 @@ def test_a_port_taken_by_another_backend_is_refused_or_reused_but_never_mistaken
     backend = backends(endpoint=server.endpoint, command=IDENTITY, log_file=tmp_path / "b.log")
     try:
         client = backend.client()
-    except BackendError as e:  # acceptable: a clear refusal
+    except BackendUnavailableError as e:  # acceptable: a clear refusal
         assert "cannot listen on" in str(e)
         return
     # acceptable too: the running backend is used as a remote one (no process of ours claimed)
@@ -109,14 +110,14 @@ def test_a_port_taken_by_another_backend_is_refused_or_reused_but_never_mistaken
     proc = backend.process
     if proc is not None:  # a process of ours can only fail to bind while the other backend holds the port
         proc.wait(30)
-    assert proc is None, f"Backend holds a process that exited with code {proc.returncode}, connected to another backend"
+    assert proc is None, f"BackendManager holds a process that exited with code {proc.returncode}, connected to another backend"
 
 
 def test_remote_mode_with_nobody_listening_fails_fast(backends, tcp_port):
     endpoint = f"tcp://127.0.0.1:{tcp_port}"
     backend = backends(endpoint=endpoint, connect_timeout=1.0)
     t0 = time.monotonic()
-    with pytest.raises(BackendError, match=rf"no AdaIN backend at {endpoint}: .*did not answer within 1 s"):
+    with pytest.raises(BackendUnavailableError, match=rf"no AdaIN backend at {endpoint}: .*did not answer within 1 s"):
         backend.client()
     assert time.monotonic() - t0 < 5
     assert backend.process is None

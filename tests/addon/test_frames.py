@@ -18,7 +18,7 @@ import torch
 from adain import Region
 from adain_wire.client import Client, ClientError
 from addon.frames import (
-    CancelledError,
+    FrameCancelledError,
     FrameError,
     FrameJob,
     SlotJob,
@@ -163,10 +163,10 @@ def test_cancelled_raises_and_the_client_stays_usable(ident):
         calls.append(1)
         return True
 
-    with pytest.raises(CancelledError, match="cancelled"):
+    with pytest.raises(FrameCancelledError, match="cancelled"):
         stylize_frame(ident, ids, exact_job(frame, (slot("S"),)), style_size=0, cancelled=cancelled)
     assert calls
-    assert issubclass(CancelledError, FrameError)
+    assert issubclass(FrameCancelledError, FrameError)
     out = stylize_frame(ident, ids, exact_job(frame, (slot("S"),)), style_size=0)  # the next frame still works
     np.testing.assert_array_equal(out.combined, frame)
 
@@ -249,7 +249,7 @@ def test_overlapping_slots_in_different_colour_modes_still_give_the_render_back(
 
 
 def test_a_frame_the_client_refuses_before_sending_is_a_frame_error(serve):
-    """render.py catches FrameError and BackendError only: anything else loses the frame's plain-render fallback."""
+    """render.py catches FrameError and BackendUnavailableError only: anything else loses the frame's plain-render fallback."""
     server = serve(identity=True, max_pixels=32 * 32)
     with Client(server.endpoint, timeout=5) as client:
         job = exact_job(image(40, 40), (slot("A"),))

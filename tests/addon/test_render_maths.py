@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from addon.cryptomatte import name_id
-from addon.frames import CancelledError, FrameError, SlotJob, StyleSource
+from addon.frames import FrameCancelledError, FrameError, SlotJob, StyleSource
 from addon.render_maths import (
     PASS,
     SceneSnapshot,
@@ -152,7 +152,7 @@ def test_session_client_lock_is_exclusive_and_its_wait_can_be_cancelled():
     t = threading.Thread(target=holder)
     t.start()
     assert held.wait(10)
-    with pytest.raises(CancelledError, match="cancelled"), session.client_lock(lambda: True):
+    with pytest.raises(FrameCancelledError, match="cancelled"), session.client_lock(lambda: True):
         pass
     release.set()
     t.join(10)

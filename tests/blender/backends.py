@@ -57,6 +57,6 @@ def use_backend(endpoints: dict[str, str], kind: str, command: str | None) -> It
 
 def shutdown_addon_backend() -> None:
     """Stop the backend the add-on started, if the add-on was imported at all."""
-    link = sys.modules.get("addon.link")
+    link = sys.modules.get("addon.session_backend")
     if link is not None:
         link.shutdown()

@@ -144,7 +144,7 @@ def remote_render(cfg: dict[str, str]) -> dict[str, Any]:
     stylized = still("remote.png")
     out["ok"], out["message"] = session.status.ok, session.status.message
     out["stylized_frames"] = list(session.status.stylized_frames)
-    out["curve_settings"] = render_settings_curve(importlib.import_module(f"{MODULE}.link"))
+    out["curve_settings"] = render_settings_curve(importlib.import_module(f"{MODULE}.session_backend"))
     scene.adain.enabled = False
     plain = still("plain.png")
     out["max_diff"] = float(np.abs(stylized - plain).max())

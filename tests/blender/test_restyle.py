@@ -16,7 +16,7 @@ from tests.blender.test_render import STYLE_COOL, STYLE_WARM
 
 from addon import restyle  # isort: skip  (scene.py put the repository on sys.path)
 from addon.session import SESSION  # isort: skip
-from addon.frames import CancelledError, FrameError  # isort: skip
+from addon.frames import FrameCancelledError, FrameError  # isort: skip
 
 
 def _restyled_png(scene: bpy.types.Scene, path: Path) -> np.ndarray:
@@ -85,7 +85,7 @@ def test_cancelled_restyle_leaves_the_backend_usable(model_backend: str, tmp_pat
         assert not task.done()
         task.cancel()  # ...and Esc (the modal operator passes it on) ends the wait
         assert task.wait(5)
-    with pytest.raises(CancelledError):
+    with pytest.raises(FrameCancelledError):
         task.result()
     assert bpy.ops.adain.restyle() == {"FINISHED"}  # the lock and the connection were given back
     render_still(scene, tmp_path / "after.png")

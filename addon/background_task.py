@@ -1,7 +1,7 @@
 """Work on a background thread that Blender's UI polls and can cancel (no bpy).
 
 Blender's main thread must stay free while the backend stylizes (the UI redraws, Esc is read): a modal operator
-starts a ``FrameTask`` and polls ``done()`` on its timer. The work receives a ``cancelled`` callable to pass on
+starts a ``BackgroundTask`` and polls ``done()`` on its timer. The work receives a ``cancelled`` callable to pass on
 (``stylize_frame(..., cancelled=...)`` cancels the backend request when it turns true); ``progress`` is a line
 the work may update for the status bar. Nothing here touches bpy: results go back to the main thread, which
 writes them into Blender.
@@ -16,14 +16,14 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 
-class FrameTask(Generic[T]):
+class BackgroundTask(Generic[T]):
     """``work(task)`` on a daemon thread: it reads ``task.cancelled`` and may set ``task.progress``.
 
-    ``result()`` gives what ``work`` returned or raises what it raised (a ``CancelledError`` after ``cancel()``,
+    ``result()`` gives what ``work`` returned or raises what it raised (a ``FrameCancelledError`` after ``cancel()``,
     when the work honours it).
     """
 
-    def __init__(self, work: Callable[[FrameTask[T]], T], name: str = "adain-task") -> None:
+    def __init__(self, work: Callable[[BackgroundTask[T]], T], name: str = "adain-task") -> None:
         self._work = work
         self._cancel = threading.Event()
         self._done = threading.Event()
@@ -32,7 +32,7 @@ class FrameTask(Generic[T]):
         self.progress = ""
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def start(self) -> FrameTask[T]:
+    def start(self) -> BackgroundTask[T]:
         self._thread.start()
         return self
 

@@ -1,4 +1,4 @@
-"""``FrameTask``: a frame stylized on a background thread (what the Restyle operator polls from Blender's UI),
+"""``BackgroundTask``: a frame stylized on a background thread (what the Restyle operator polls from Blender's UI),
 against a real backend on tcp loopback; cancelling it cancels the backend request."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from addon.frame_task import FrameTask
-from addon.frames import CancelledError, FrameJob, FrameResult, SlotJob, StyleIds, StyleSource, stylize_frame
+from addon.background_task import BackgroundTask
+from addon.frames import FrameCancelledError, FrameJob, FrameResult, SlotJob, StyleIds, StyleSource, stylize_frame
 
 RNG = np.random.default_rng(5)
 STYLE = StyleSource("s", pixels=RNG.random((40, 48, 3), dtype=np.float32))
@@ -24,7 +24,7 @@ def job(h: int, w: int) -> FrameJob:
 def test_a_task_gives_what_the_synchronous_call_gives(real):
     j = job(48, 64)
     ids = StyleIds()
-    task: FrameTask[FrameResult] = FrameTask(lambda t: stylize_frame(real, ids, j, style_size=64, cancelled=t.cancelled))
+    task = BackgroundTask[FrameResult](lambda t: stylize_frame(real, ids, j, style_size=64, cancelled=t.cancelled))
     assert task.start().wait(60)
     threaded = task.result()
     direct = stylize_frame(real, ids, j, style_size=64)
@@ -38,14 +38,14 @@ def test_cancel_stops_the_backend_request_and_the_client_stays_usable(real):
     big = job(768, 1024)  # seconds on a CPU: cancelled well before it is done
     waiting = threading.Event()  # set once the request is sent and the task waits for its reply
 
-    def work(task: FrameTask[FrameResult]) -> FrameResult:
+    def work(task: BackgroundTask[FrameResult]) -> FrameResult:
         def cancelled() -> bool:  # stylize_frame polls this while it waits for the reply
             waiting.set()
             return task.cancelled()
 
         return stylize_frame(real, ids, big, style_size=64, cancelled=cancelled)
 
-    task: FrameTask[FrameResult] = FrameTask(work)
+    task: BackgroundTask[FrameResult] = BackgroundTask(work)
     task.start()
     assert waiting.wait(30), "the task never got to wait for the backend"
     assert not task.done()
@@ -53,7 +53,7 @@ def test_cancel_stops_the_backend_request_and_the_client_stays_usable(real):
     task.cancel()
     assert task.wait(5), "the task must end soon after cancel()"
     assert time.perf_counter() - t0 < 5
-    with pytest.raises(CancelledError, match="cancelled"):
+    with pytest.raises(FrameCancelledError, match="cancelled"):
         task.result()
     small = job(40, 40)  # the next request on the same client works
     out = stylize_frame(real, ids, small, style_size=64)
@@ -61,11 +61,11 @@ def test_cancel_stops_the_backend_request_and_the_client_stays_usable(real):
 
 
 def test_the_work_s_error_is_raised_by_result_on_the_polling_thread():
-    def work(task: FrameTask[int]) -> int:
+    def work(task: BackgroundTask[int]) -> int:
         task.progress = "half way"
         raise ValueError("bad frame")
 
-    task: FrameTask[int] = FrameTask(work).start()
+    task: BackgroundTask[int] = BackgroundTask(work).start()
     assert task.wait(5)
     assert task.progress == "half way"
     with pytest.raises(ValueError, match="bad frame"):
@@ -74,7 +74,7 @@ def test_the_work_s_error_is_raised_by_result_on_the_polling_thread():
 
 def test_result_before_the_end_is_refused():
     gate = threading.Event()
-    task: FrameTask[int] = FrameTask(lambda t: 1 if gate.wait(5) else 0).start()
+    task: BackgroundTask[int] = BackgroundTask(lambda t: 1 if gate.wait(5) else 0).start()
     with pytest.raises(RuntimeError, match="still running"):
         task.result()
     gate.set()

@@ -1,4 +1,4 @@
-"""The one Backend of this Blender session, configured from the preferences or the environment (bpy).
+"""The one BackendManager of this Blender session, configured from the preferences or the environment (bpy).
 
 Environment variables win over the preferences (render farms, ``blender -b``):
 ``ADAIN_BACKEND`` (address, e.g. tcp://10.0.0.5:5555) and ``ADAIN_BACKEND_COMMAND`` (start a local one with
@@ -15,12 +15,12 @@ from pathlib import Path
 import bpy
 
 from adain_wire.keys import ClientCurve
-from adain_wire.manager import Backend, BackendError, BackendSettings
+from adain_wire.manager import BackendManager, BackendSettings, BackendUnavailableError
 from adain_wire.options import DEFAULT_ENDPOINT
 
 from .properties import ADDON_ID
 
-_backend: Backend | None = None
+_backend: BackendManager | None = None
 _lock = threading.Lock()
 
 
@@ -44,12 +44,12 @@ def settings() -> BackendSettings:
         try:
             curve = ClientCurve.from_files(bpy.path.abspath(prefs.server_public_key), bpy.path.abspath(prefs.client_secret_key))
         except Exception as e:
-            raise BackendError(f"cannot read the CURVE key files: {e}") from e
+            raise BackendUnavailableError(f"cannot read the CURVE key files: {e}") from e
     log_file = Path(tempfile.gettempdir()) / "adain-backend.log"
     return BackendSettings(endpoint=endpoint, command=command, curve=curve, log_file=log_file)
 
 
-def backend() -> Backend:
+def backend() -> BackendManager:
     """The session's backend object (not yet connected); re-created when the settings change."""
     global _backend
     s = settings()
@@ -57,7 +57,7 @@ def backend() -> Backend:
         if _backend is None or _backend.settings != s:
             if _backend is not None:
                 _backend.close()
-            _backend = Backend(s)
+            _backend = BackendManager(s)
         return _backend
 
 
