@@ -25,9 +25,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=config.log_level_number, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from backend.server import Server  # torch loads here, after the command line is known to be good
-    from backend.service import ModelService
+    from backend.service import make_service
 
-    server = Server(config, ModelService(config))
+    server = Server(config, make_service(config))
 
     def on_signal(signum: int, _frame: object) -> None:
         logging.getLogger("backend").info("%s received: shutting down", signal.Signals(signum).name)

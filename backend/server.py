@@ -271,7 +271,8 @@ class Server:
             self._cond.notify_all()
         for job in dropped:
             self._inflight.pop((job.routing_id, job.request_id), None)
-            self._send(job.routing_id, ErrorReply(job.request_id, job.op, ErrorCode.SHUTTING_DOWN, "the backend is shutting down"))
+            reply = ErrorReply(job.request_id, job.op, ErrorCode.SHUTTING_DOWN, "the backend is shutting down")
+            self._send(job.routing_id, reply)
         deadline = time.monotonic() + self.config.shutdown_grace_s
         while self._inflight and time.monotonic() < deadline:
             if wake.poll(POLL_MS):

@@ -126,7 +126,7 @@ class ModelService:
     # ------------------------------------------------------------------------------ lifecycle
     def setup(self) -> None:
         """Load the weights onto the device (once). Raises ConfigError with what to fix."""
-        if self.model is not None or self.config.identity:
+        if self.model is not None:
             return
         c = self.config
         try:
@@ -141,9 +141,6 @@ class ModelService:
 
     def describe(self) -> ModelDescription:
         """Device, precision and weights (for hello; computed once)."""
-        if self._description is None and self.config.identity:
-            ident = ModelInfo("identity", "identity", "0")
-            self._description = ModelDescription(device="cpu", precision="fp32", model=ident)
         if self._description is None:
             info = self._model().info()
             model = ModelInfo(info["encoder"], info["decoder"], info["decoder_iterations"])
@@ -192,48 +189,40 @@ class ModelService:
 
     def _encode_style(self, task: EncodeStyleTask) -> StyleEncoded:
         h, w = task.image.shape[:2]
-        if self.config.identity:  # remember the id only: frames come back unchanged
-            self.styles.put(task.style_id, StyleStats(torch.zeros(0), torch.zeros(0), task.style_id))
-            return StyleEncoded(task.style_id, w, h, cached=False)
         image = torch.from_numpy(np.ascontiguousarray(task.image, dtype=np.float32)).permute(2, 0, 1)
         stats = self._model().encode_style(image)
         self.styles.put(task.style_id, stats)
         return StyleEncoded(task.style_id, w, h, cached=False)
 
+    def _regions(self, task: StylizeTask) -> list[Region]:
+        """The request's regions with their cached style statistics (unknown_style when one is not cached)."""
+        return [Region(styles=[self._style(s.id) for s in r.styles], weights=[s.weight for s in r.styles], alpha=r.alpha)
+                for r in task.regions]  # fmt: skip
+
     def _stylize(self, task: StylizeTask) -> StylizeOutput:
-        regions = [Region(styles=[self._style(s.id) for s in r.styles], weights=[s.weight for s in r.styles], alpha=r.alpha)
-                   for r in task.regions]  # fmt: skip
-        model = None if self.config.identity else self._model()
-        device = torch.device("cpu") if model is None else model.device
+        regions = self._regions(task)
+        model = self._model()
+        device = model.device
         rgb, alpha = upload_frame(task.image, device)  # converted on the model's device (see device_pixels)
-        if model is None:  # identity: the frame back unchanged, through the same conversions
-            combined, passes = rgb, [rgb] * len(regions) if task.passes.regions else []
+        if task.masks is None:
+            masks = None
+        elif task.masks.ndim == 2:
+            masks = upload_labels(task.masks, device)
         else:
-            if task.masks is None:
-                masks = None
-            elif task.masks.ndim == 2:
-                masks = upload_labels(task.masks, device)
-            else:
-                masks = as_tensor(task.masks).to(device)
-            want_passes = task.passes.regions
-            if masks is None:
-                r = regions[0]
-                result = model.stylize(rgb, list(r.styles), r.alpha, weights=r.weights, preserve_color=task.preserve_color,
-                                       tile=task.tile, passes=want_passes, on_device=True,
-                                       should_stop=task.should_stop)  # fmt: skip
-            else:
-                result = model.stylize(rgb, regions=regions, masks=masks, preserve_color=task.preserve_color,
-                                       tile=task.tile, passes=want_passes, on_device=True,
-                                       should_stop=task.should_stop)  # fmt: skip
-            if isinstance(result, StylizeResult):
-                combined, passes = result.combined, result.passes
-            else:
-                combined, passes = result, []
-        dtype = task.output_dtype
-        return StylizeOutput(
-            combined=download_frame(combined, alpha, dtype) if task.passes.combined else None,
-            passes=[download_frame(p, alpha, dtype) for p in passes],
-        )
+            masks = as_tensor(task.masks).to(device)
+        want_passes = task.passes.regions
+        if masks is None:
+            r = regions[0]
+            result = model.stylize(rgb, list(r.styles), r.alpha, weights=r.weights, preserve_color=task.preserve_color,
+                                   tile=task.tile, passes=want_passes, on_device=True,
+                                   should_stop=task.should_stop)  # fmt: skip
+        else:
+            result = model.stylize(rgb, regions=regions, masks=masks, preserve_color=task.preserve_color,
+                                   tile=task.tile, passes=want_passes, on_device=True,
+                                   should_stop=task.should_stop)  # fmt: skip
+        if isinstance(result, StylizeResult):
+            return _output(task, result.combined, result.passes, alpha)
+        return _output(task, result, [], alpha)
 
     def _style(self, style_id: str) -> StyleStats:
         stats = self.styles.get(style_id)
@@ -260,3 +249,44 @@ class ModelService:
     def _empty_device_cache(self) -> None:
         if self.model is not None and self.model.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+class IdentityService(ModelService):
+    """The pass-through backend (``--identity``), for tests of colour round trips and transport: it loads no model,
+    remembers styles by id only, and sends every frame back unchanged through the same conversions as the model's
+    (unknown styles are still refused, so a client's recovery can be tested against it)."""
+
+    DESCRIPTION = ModelDescription(device="cpu", precision="fp32", model=ModelInfo("identity", "identity", "0"))
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config, None)
+
+    def setup(self) -> None:
+        pass
+
+    def describe(self) -> ModelDescription:
+        return self.DESCRIPTION
+
+    def _encode_style(self, task: EncodeStyleTask) -> StyleEncoded:
+        h, w = task.image.shape[:2]
+        self.styles.put(task.style_id, StyleStats(torch.zeros(0), torch.zeros(0), task.style_id))
+        return StyleEncoded(task.style_id, w, h, cached=False)
+
+    def _stylize(self, task: StylizeTask) -> StylizeOutput:
+        regions = self._regions(task)
+        rgb, alpha = upload_frame(task.image, torch.device("cpu"))
+        return _output(task, rgb, [rgb] * len(regions) if task.passes.regions else [], alpha)
+
+
+def make_service(config: Config, model: StyleTransfer | None = None) -> ModelService:
+    """The service ``config`` asks for: the pass-through one with ``identity``, else the model (``model`` if loaded)."""
+    return IdentityService(config) if config.identity else ModelService(config, model)
+
+
+def _output(task: StylizeTask, combined: torch.Tensor, passes: list[torch.Tensor], alpha: torch.Tensor | None) -> StylizeOutput:
+    """The frames the reply carries, in the request's output dtype with its alpha."""
+    dtype = task.output_dtype
+    return StylizeOutput(
+        combined=download_frame(combined, alpha, dtype) if task.passes.combined else None,
+        passes=[download_frame(p, alpha, dtype) for p in passes],
+    )

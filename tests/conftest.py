@@ -14,7 +14,7 @@ import zmq
 from adain_wire.client import Client
 from backend.config import Config
 from backend.server import Server
-from backend.service import ModelService
+from backend.service import make_service
 
 SAMPLES = Path(__file__).resolve().parents[1] / "adain" / "data" / "samples"
 
@@ -69,7 +69,7 @@ def serve(model, zctx) -> Iterator[Callable[..., Server]]:
 
     def start(bind: str = "tcp://127.0.0.1:*", context: zmq.Context | None = None, **options: Any) -> Server:
         config = Config(bind=bind, device="cpu", precision="fp32", **options)
-        server = Server(config, ModelService(config, model), context).start()
+        server = Server(config, make_service(config, model), context).start()
         servers.append(server)
         return server
 

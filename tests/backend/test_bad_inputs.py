@@ -18,7 +18,7 @@ from wire import Wire
 from adain_wire.protocol import ErrorCode, ErrorReply, Hello, HelloReply, StylePut, StylePutReply, StylizeReply, encode_request
 from backend.config import Config
 from backend.server import Server
-from backend.service import ModelService
+from backend.service import make_service
 
 FRAME = np.random.default_rng(3).random((32, 32, 3), dtype=np.float32)
 FRAME_DESC = {"dtype": "float32", "shape": [32, 32, 3], "frame": 1}
@@ -160,7 +160,7 @@ def server(model):
     """One server for the whole table (max_pixels and max_regions small so the limits are reachable)."""
     ctx = zmq.Context()
     config = Config(bind="tcp://127.0.0.1:*", device="cpu", precision="fp32", max_pixels=MAX_PIXELS, max_regions=4)
-    srv = Server(config, ModelService(config, model), ctx).start()
+    srv = Server(config, make_service(config, model), ctx).start()
     w = Wire(ctx, srv.endpoint)
     put = w.ask(StylePut("style", image=FRAME))
     assert isinstance(put, StylePutReply)
@@ -194,7 +194,7 @@ def test_a_frame_over_the_message_limit_drops_only_that_connection(model):
     server still serves everyone, that client included once it reconnects."""
     ctx = zmq.Context()
     config = Config(bind="tcp://127.0.0.1:*", device="cpu", precision="fp32", max_message_bytes=64 * 1024)
-    srv = Server(config, ModelService(config, model), ctx).start()
+    srv = Server(config, make_service(config, model), ctx).start()
     offender, bystander = Wire(ctx, srv.endpoint), Wire(ctx, srv.endpoint)
     try:
         hello = offender.ask(Hello("limits"))
