@@ -37,6 +37,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
 
 import numpy as np
@@ -81,6 +82,14 @@ log = logging.getLogger("adain_wire.client")
 MAX_STYLE_RETRIES = 3
 
 
+class CallState(Enum):
+    """Where a request is, as the I/O thread sees it."""
+
+    WAITING = "waiting"  # to be sent when the window allows, and not before its retry_at (a busy back-off)
+    ON_WIRE = "on_wire"  # sent (sent_seq orders it among the sends), its reply not yet in
+    PARKED = "parked"  # refused with shutting_down: sent again once a backend answers a heartbeat
+
+
 @dataclass(eq=False)
 class _Call:
     """One request, as the I/O thread tracks it across resends."""
@@ -91,9 +100,9 @@ class _Call:
     styles: tuple[str, ...] = ()
     attempt: int = -1
     wire_ids: list[str] = field(default_factory=list)
-    sent_seq: int = -1  # -1: not on the wire
-    retry_at: float = 0.0  # busy / shutting_down back-off
-    parked: bool = False  # waiting for the next backend (shutting_down)
+    state: CallState = CallState.WAITING
+    sent_seq: int = -1  # the order of its last send (-1: never sent, or its last send failed)
+    retry_at: float = 0.0  # while WAITING: not sent before this (monotonic seconds)
     cancelled: bool = False
     style_retries: int = 0
     busy_retries: int = 0
@@ -105,6 +114,14 @@ class _Call:
     @property
     def wire_id(self) -> str:
         return self.wire_ids[-1] if self.wire_ids else ""
+
+    @property
+    def on_wire(self) -> bool:
+        return self.state is CallState.ON_WIRE
+
+    def sent_before(self, other: _Call) -> bool:
+        """Both are on the wire and this one was sent first."""
+        return self.on_wire and other.on_wire and self.sent_seq < other.sent_seq
 
 
 class Client:
@@ -397,19 +414,18 @@ class Client:
         wire_id = call.base_id if call.attempt == 0 else f"{call.base_id}~{call.attempt}"
         call.wire_ids.append(wire_id)
         self._by_wire[wire_id] = call
-        call.sent_seq = next(self._seq)
-        call.parked = False
+        call.sent_seq, call.state = next(self._seq), CallState.ON_WIRE
         assert self._socket is not None
         try:
             self._socket.send_multipart(encode_request(dataclasses.replace(call.msg, id=wire_id)), zmq.NOBLOCK, copy=False)
         except zmq.Again:  # the send queue is full: try again on the next tick
-            call.sent_seq, call.retry_at = -1, time.monotonic() + 0.05
+            call.state, call.sent_seq, call.retry_at = CallState.WAITING, -1, time.monotonic() + 0.05
 
     def _fill_window(self, now: float) -> None:
-        on_wire = sum(1 for c in self._calls.values() if c.model_work and c.sent_seq >= 0)
+        on_wire = sum(1 for c in self._calls.values() if c.model_work and c.on_wire)
         limit = min(self.window, self.server.limits.max_queue) if self.server else self.window
         for call in list(self._calls.values()):
-            if call.sent_seq >= 0 or call.parked or call.retry_at > now:
+            if call.state is not CallState.WAITING or call.retry_at > now:
                 continue
             if call.cancelled:
                 self._finish(call, None, ClientError(ErrorCode.CANCELLED, "cancelled at your request"))
@@ -458,37 +474,37 @@ class Client:
     def _on_hello(self, reply: HelloReply, call: _Call) -> None:
         if self._instance is not None and reply.instance != self._instance:
             log.warning("the backend at %s restarted: sending %d request(s) again", self.endpoint,
-                        sum(1 for c in self._calls.values() if 0 <= c.sent_seq < call.sent_seq))  # fmt: skip
+                        sum(1 for c in self._calls.values() if c.sent_before(call)))  # fmt: skip
             self._server_styles.clear()
             for c in list(self._calls.values()):
-                if 0 <= c.sent_seq < call.sent_seq and c is not call:
+                if c.sent_before(call):
                     self._resend(c)
         if reply.instance != self._instance:
             self._shutdown_sent = False
         self._instance = reply.instance
         self.server = reply
         for c in self._calls.values():
-            if c.parked:
-                c.parked, c.retry_at = False, 0.0
+            if c.state is CallState.PARKED:
+                c.state, c.retry_at = CallState.WAITING, 0.0
 
     def _on_error(self, call: _Call, reply: ErrorReply) -> None:
         code, now = reply.code, time.monotonic()
         if code == ErrorCode.UNKNOWN_STYLE and reply.style in self._styles and call.style_retries < MAX_STYLE_RETRIES:
             call.style_retries += 1
             log.info("the backend does not know style %s: putting it again for %s", reply.style[:12], call.base_id)
-            if call.sent_seq > self._put_seq.get(reply.style, -1):  # else a re-put is already on its way
+            if call.on_wire and call.sent_seq > self._put_seq.get(reply.style, -1):  # else a re-put is already on its way
                 self._server_styles.discard(reply.style)
             self._resend(call)
             return
         if code == ErrorCode.BUSY and not call.cancelled:
             call.busy_retries += 1
-            call.sent_seq, call.retry_at = -1, now + min(2.0, 0.05 * 2**call.busy_retries)
+            call.state, call.retry_at = CallState.WAITING, now + min(2.0, 0.05 * 2**call.busy_retries)
             return
         if call.pending is None:  # internal: a failed heartbeat, re-put or cancel just ends
             self._finish(call, None, ClientError(code, reply.message))
             return
         if code == ErrorCode.SHUTTING_DOWN and not self._shutdown_sent and not call.cancelled:
-            call.sent_seq, call.parked = -1, True  # sent again once a backend answers a heartbeat
+            call.state = CallState.PARKED  # sent again once a backend answers a heartbeat
             return
         self._finish(call, None, ClientError(code, reply.message))
 
@@ -523,7 +539,7 @@ class Client:
         if call is None:
             return
         call.cancelled = True
-        if call.sent_seq < 0:  # not on the wire: drop it here
+        if not call.on_wire:  # not on the wire: drop it here
             self._finish(call, None, ClientError(ErrorCode.CANCELLED, "cancelled at your request"))
             return
         msg = Cancel(self._new_id(), call.wire_id)
@@ -554,8 +570,8 @@ class Client:
             for call in list(self._calls.values()):
                 if call.pending is None:
                     self._finish(call, None, None)  # heartbeats, re-puts and cancels died with the old socket
-                elif call.sent_seq >= 0:
-                    call.sent_seq = -1  # sent again below, on the new socket
+                elif call.on_wire:
+                    call.state = CallState.WAITING  # sent again below, on the new socket
             self._heartbeat_id = None
         if self._heartbeat_id is None and now - self._last_heartbeat >= self.heartbeat:
             self._last_heartbeat = now
