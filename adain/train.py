@@ -286,6 +286,12 @@ def _start(args: argparse.Namespace, decoder: Decoder, opt: torch.optim.Adam) ->
     return start, meta
 
 
+def _last_eval_iteration(path: Path) -> int | None:
+    """The iteration of the last row of an evaluation log (None without one): a resume does not repeat it."""
+    rows = list(csv.DictReader(path.open())) if path.is_file() else []
+    return int(rows[-1]["iteration"]) if rows else None
+
+
 def run_training(args: argparse.Namespace) -> int:
     from adain.model import resolve_device, resolve_precision
 
@@ -343,7 +349,7 @@ def run_training(args: argparse.Namespace) -> int:
     try:
         with _open_log(args.checkpoint.with_suffix(".log.csv")) as logf, Progress(args.iterations - start, "train") as bar:
             log = csv.writer(logf)
-            if heldout is not None and it < args.iterations:
+            if heldout is not None and it < args.iterations and _last_eval_iteration(eval_path) != it:
                 evaluate()
             while it < args.iterations and not stop["flag"] and time.monotonic() < deadline:
                 t0 = time.monotonic()

@@ -65,7 +65,7 @@ def _spread(items: list[str], count: int) -> list[str]:
     return [items[i] for i in idx]
 
 
-def _load_square(path: Path, size: int) -> torch.Tensor:
+def load_square(path: Path, size: int) -> torch.Tensor:
     with Image.open(path) as im:
         img = resize_shorter(im.convert("RGB"), size)
     w, h = img.size
@@ -89,8 +89,8 @@ def load_heldout(corpus: Path, contents: int = 6, styles: int = 6, size: int = 2
         )
     cf, sf = _spread(photos, contents), _spread(paintings, styles)
     return HeldOutSet(
-        contents=torch.stack([_load_square(corpus / f, size) for f in cf]),
-        styles=torch.stack([_load_square(corpus / f, size) for f in sf]),
+        contents=torch.stack([load_square(corpus / f, size) for f in cf]),
+        styles=torch.stack([load_square(corpus / f, size) for f in sf]),
         content_files=tuple(cf),
         style_files=tuple(sf),
     )

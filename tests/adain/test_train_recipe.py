@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import shutil
 
 import pytest
 import torch
@@ -18,6 +17,7 @@ from adain.train import TrainConfig, add_train_arguments, config_from_args, run_
 from adain.train_data import BatchSource, Pool, Sampling, corpus_pools
 from adain.train_eval import EVAL_LOG_COLUMNS, evaluate_decoder, load_heldout, psnr
 from adain.weights import build_encoder, load_decoder
+from tests.corpus import make_tiny_corpus
 
 
 def _parse(*argv: str) -> argparse.Namespace:
@@ -98,26 +98,8 @@ def test_reconstruction_samples_keep_the_other_draws(samples):
     assert not torch.equal(s0[:2], c0[:2])
 
 
-def _tiny_corpus(tmp_path, samples):
-    """A corpus folder with manifest.csv: train and held-out photos and paintings from the samples."""
-    corpus = tmp_path / "corpus"
-    rows = []
-    for i, f in enumerate(sorted(samples.glob("*.jpg"))):
-        kind, category = ("content", "photo") if f.name.startswith("content") else ("style", "painting")
-        for split in ("train", "heldout") if i % 2 == 0 else ("train",):
-            dst = corpus / kind / f"{split}_{f.name}"
-            dst.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, dst)
-            rows.append({"split": split, "kind": kind, "file": f"{kind}/{dst.name}", "category": category})
-    with (corpus / "manifest.csv").open("w", newline="") as fh:
-        w = csv.DictWriter(fh, ["split", "kind", "file", "category"])
-        w.writeheader()
-        w.writerows(rows)
-    return corpus
-
-
 def test_heldout_evaluation_measures_reconstruction_and_pairs(tmp_path, samples):
-    corpus = _tiny_corpus(tmp_path, samples)
+    corpus = make_tiny_corpus(tmp_path, samples)
     held = load_heldout(corpus, contents=5, styles=5, size=64)
     assert held.contents.shape == (2, 3, 64, 64) and held.styles.shape[1:] == (3, 64, 64)
     assert all(f.startswith("content/heldout_") for f in held.content_files)
@@ -133,7 +115,7 @@ def test_heldout_evaluation_measures_reconstruction_and_pairs(tmp_path, samples)
 
 def test_training_evaluates_every_n_iterations_and_starts_from_weights(tmp_path, samples):
     """--eval-every logs the held-out figures; --init-from starts from exported weights with a fresh Adam."""
-    corpus = _tiny_corpus(tmp_path, samples)
+    corpus = make_tiny_corpus(tmp_path, samples)
     ckpt = tmp_path / "run" / "d.ckpt"
     args = _parse("--corpus", str(corpus), "--crop", "32", "--batch", "2", "--device", "cpu", "--precision", "fp32",
                   "--eval-every", "2", "--eval-contents", "1", "--eval-styles", "2", "--eval-size", "64",
@@ -161,7 +143,7 @@ def test_training_evaluates_every_n_iterations_and_starts_from_weights(tmp_path,
 
 def test_init_from_a_checkpoint_drops_its_adam_and_keeps_its_count(tmp_path, samples):
     src, dst = tmp_path / "a.ckpt", tmp_path / "b.ckpt"
-    corpus = _tiny_corpus(tmp_path, samples)
+    corpus = make_tiny_corpus(tmp_path, samples)
     args = _parse("--corpus", str(corpus), "--crop", "32", "--batch", "2", "--device", "cpu", "--precision", "fp32")
     args.checkpoint, args.iterations = src, 2
     assert run_training(args) == 0
@@ -181,7 +163,7 @@ def test_eval_needs_a_corpus(tmp_path, samples):
 
 
 def test_texture_share_and_painting_weight_reweight_the_pools(tmp_path, samples):
-    corpus = _tiny_corpus(tmp_path, samples)
+    corpus = make_tiny_corpus(tmp_path, samples)
     content, style = corpus_pools(corpus, Sampling(painting_weight=2.0))
     assert abs(content.weights.sum() - 1) < 1e-9 and abs(style.weights.sum() - 1) < 1e-9
     with pytest.raises(InputError, match="texture share"):
