@@ -28,6 +28,10 @@ class Pending(Generic[T]):
     def done(self) -> bool:
         return self._done.is_set()
 
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait up to ``timeout`` s for the reply (or failure); True when the request is done."""
+        return self._done.wait(timeout)
+
     def result(self, timeout: float | None = None) -> T:
         """The reply; raises ClientError when the request failed, or TIMEOUT if it is not done in ``timeout`` s
         (it stays in flight: call result() again or cancel())."""

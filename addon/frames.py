@@ -163,11 +163,11 @@ def _wait(pending: Pending[StylizeReply], cancelled: Callable[[], bool]) -> Styl
         if cancelled():
             pending.cancel()
             raise FrameCancelledError("stylization cancelled")
+        if not pending.wait(0.1):  # (asking result(0.1) and then done() raced with a reply arriving in between)
+            continue
         try:
-            return pending.result(timeout=0.1)
+            return pending.result()
         except ClientError as e:
-            if e.code == "timeout" and not pending.done():
-                continue
             raise FrameError(f"the backend failed on this frame: {e.message}") from e
 
 
