@@ -46,6 +46,7 @@ from adain.tensorfile import load_tensors, save_tensors
 from adain.train_data import BatchSource, Sampling, corpus_pools, folder_pool
 from adain.train_eval import append_eval_log, evaluate_decoder, load_heldout
 from adain.weights import ENCODER_NORMALISED, build_encoder, load_decoder, save_network
+from adain_wire.options import PRECISIONS
 
 STYLE_LAYER_PRESETS = {"uniform": UNIFORM_STYLE_LAYER_WEIGHTS, "torch": TORCH_STYLE_LAYER_WEIGHTS}
 
@@ -99,7 +100,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=int, default=256, help="square crop size in pixels (paper: 256)")
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto")
     r = p.add_argument_group("recipe (docs/training.md)")
     r.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate at iteration 0")
     r.add_argument("--lr-decay", type=float, default=d.lr_decay, help="lr / (1 + decay * iteration); 0: constant")

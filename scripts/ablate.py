@@ -54,6 +54,7 @@ CANDIDATES: tuple[Candidate, ...] = (
     Candidate("torch", "train.lua's per-layer weights (0.64, 1.28, 2.56, 5.12), λ = 1", TORCH),
     Candidate("torch_recon25", "torch + a quarter of every batch style = content", (*TORCH, *HALF)),
     Candidate("torch_recon25_deep", "torch_recon25 + content at relu1_1..relu3_1 on those samples", (*TORCH, *HALF, *RECON)),
+    Candidate("base_recon25_deep", "λ = 10 + a quarter style = content, content at relu1_1..relu4_1 on those", (*HALF, *RECON)),
     Candidate("lambda3", "λ = 3, uniform layers", ("--style-weight", "3")),
     Candidate("base_recon25", "λ = 10 + a quarter of every batch style = content", HALF),
     Candidate(
@@ -130,7 +131,7 @@ def run_candidate(c: Candidate, args: argparse.Namespace, start: int, start_eval
     # --init-from applies only while the checkpoint does not exist yet, so a rerun resumes exactly
     cmd = [sys.executable, "-m", "adain.cli", "train", "--corpus", str(args.corpus), "--checkpoint", str(ckpt),
            "--init-from", str(args.init_from), "--iterations", str(start + its), "--crop", str(crop),
-           "--eval-every", str(args.eval_every), "--save-every", "25", *flags]  # fmt: skip
+           "--eval-every", str(args.eval_every), "--eval-size", str(args.eval_size), "--save-every", "25", *flags]  # fmt: skip
     print(f"[{c.name}] {' '.join(cmd[2:])}", flush=True)
     child = subprocess.Popen(cmd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     _CHILD[0] = child
@@ -198,7 +199,7 @@ def summarise(args: argparse.Namespace, names: list[str], start: int) -> None:
     torch.manual_seed(0)
     enc = build_encoder()
     reeval = args.final_contents > 0
-    held = load_heldout(args.corpus, args.final_contents if reeval else 6, args.final_styles if reeval else 6, 256)
+    held = load_heldout(args.corpus, args.final_contents if reeval else 6, args.final_styles if reeval else 6, args.eval_size)
     results: dict[str, EvalResult] = {}
     decoders: list[tuple[str, Decoder]] = []
     start_dec, _ = load_decoder(args.init_from) if args.init_from.suffix == ".safetensors" else (None, None)
@@ -218,8 +219,8 @@ def summarise(args: argparse.Namespace, names: list[str], start: int) -> None:
     lines = [
         f"# Recipe ablations from `{args.init_from}` (iteration {start}), {args.iterations} iterations at {args.crop}²",
         "",
-        f"Held-out set: {len(held.content_files)} photos × {len(held.style_files)} paintings at 256² (α = 0 PSNR over "
-        "the photos; content and style loss over every pair, uniform style layers, as `scripts/evaluate.py`)"
+        f"Held-out set: {len(held.content_files)} photos × {len(held.style_files)} paintings at {args.eval_size}² "
+        "(α = 0 PSNR over the photos; content and style loss over every pair, uniform style layers, as `scripts/evaluate.py`)"
         + ("." if reeval else "; each run's last in-training evaluation (`adain train --eval-every`)."),
         "Training columns: training-loss means over the first, middle and last 50 iterations (content at relu4_1; "
         "style unweighted).",
@@ -254,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--iterations", type=int, default=300, help="the budget of every candidate (at 128²)")
     p.add_argument("--crop", type=int, default=128)
     p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--eval-size", type=int, default=256, help="held-out images are centre crops of this size")
     p.add_argument("--final-contents", type=int, default=0,
                    help="evaluate every final decoder again on this many held-out photos (0: use the runs' own last "
                         "evaluation, 6 x 6)")  # fmt: skip

@@ -16,7 +16,7 @@ def test_two_candidates_run_from_the_same_start_and_are_reported(tmp_path, sampl
     corpus = make_tiny_corpus(tmp_path, samples)
     out = tmp_path / "abl"
     argv = ["--corpus", str(corpus), "--init-from", str(samples.parent / "decoder.safetensors"), "--iterations", "2",
-            "--crop", "32", "--eval-every", "1", "--final-contents", "2", "--final-styles", "2", "--out", str(out),
+            "--crop", "32", "--eval-every", "1", "--eval-size", "64", "--out", str(out),
             "--only", "base", "torch"]  # fmt: skip
     assert ablate.main(argv) == 0
     start = ablate._start_iteration(samples.parent / "decoder.safetensors")
