@@ -151,7 +151,7 @@ def _unpack_header(frames: Sequence[Any], what: str) -> dict[str, Any]:
 
 
 def decode_request(frames: Sequence[Any]) -> Request:
-    """Strictly decode a request's frames (header first, without the ROUTER identity).
+    """Strictly decode a request's frames (header first, without the routing id frame the ROUTER socket adds).
 
     Raises ProtocolError; its ``request_id`` and ``op`` are set as soon as they could be read, so the
     backend can answer the request with the error. Arrays are read-only views of the frames (no copy).

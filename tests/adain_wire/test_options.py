@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import typing
 
 import pytest
 
@@ -22,6 +23,7 @@ def test_every_user_takes_the_same_objects():
 
     assert model.PRECISIONS is options.PRECISIONS and model.COMPILE_MODES is options.COMPILE_MODES
     assert model.COLOR_MODES is options.COLOR_MODES and networks.MIN_SIDE == options.MIN_SIDE
+    assert typing.get_args(model.ColorMode) == options.COLOR_MODES  # the type checkers' copy of the list
     assert config.PRECISIONS is options.PRECISIONS and config.COMPILE_MODES is options.COMPILE_MODES
     assert config.Config().bind == options.DEFAULT_ENDPOINT == manager.BackendSettings().endpoint == client.DEFAULT_ENDPOINT
     assert protocol.MAX_HEADER_BYTES is options.MAX_HEADER_BYTES
