@@ -10,6 +10,8 @@ backend, the scripts and the tests alike.
 - ``pending``: ``Pending``, a request in flight; ``errors``: ``ClientError`` and its codes;
 - ``keys``: ``ClientCurve``, CurveZMQ keys of a client;
 - ``manager``: ``BackendManager``, a backend to connect to, or to start as a local subprocess and stop.
+- ``options``: the choices and limits both sides share (precisions, compile modes, colour modes, the default
+  endpoint, limits); plain constants, so ``adain`` and the backend's command line import it without pyzmq.
 
 Nothing is imported here, so ``import adain_wire.protocol`` loads neither pyzmq nor the client.
 """

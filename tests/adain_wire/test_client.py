@@ -188,3 +188,19 @@ def test_backend_restarted_on_the_same_port_mid_sequence(serve, model, caplog, t
     for f, r in zip(frames, results, strict=True):
         assert r.combined is not None
         np.testing.assert_allclose(r.combined[..., :3], expected(model, f, STYLE_A), atol=1e-5)
+
+
+def test_pending_wait_says_whether_done_without_raising():
+    """Pending.wait (what addon.frames polls with) is True once the request ended, replied or failed, and never
+    raises; only result() does."""
+    from adain_wire.pending import Pending
+
+    replied: Pending[str] = Pending("r1", lambda _id: None)
+    assert replied.wait(0.01) is False and not replied.done()
+    replied._finish("value", None)
+    assert replied.wait(0) is True and replied.result() == "value"
+    failed: Pending[str] = Pending("r2", lambda _id: None)
+    failed._finish(None, ClientError(ErrorCode.BUSY, "busy"))
+    assert failed.wait(0) is True
+    with pytest.raises(ClientError, match="busy"):
+        failed.result(0)
