@@ -32,7 +32,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import torch
 import torch.nn.functional as F
@@ -42,10 +42,10 @@ from adain.functional import adain
 from adain.losses import TORCH_STYLE_LAYER_WEIGHTS, UNIFORM_STYLE_LAYER_WEIGHTS, content_loss, style_loss_per_layer
 from adain.networks import TAPS, Decoder, Encoder
 from adain.progress import Progress
-from adain.tensorfile import load_tensors, save_tensors
 from adain.train_data import BatchSource, Sampling, corpus_pools, folder_pool
 from adain.train_eval import append_eval_log, evaluate_decoder, load_heldout
-from adain.weights import ENCODER_NORMALISED, build_encoder, load_decoder, save_network
+from adain.train_state import export_decoder, save_checkpoint, start_run
+from adain.weights import build_encoder
 from adain_wire.options import PRECISIONS
 
 STYLE_LAYER_PRESETS = {"uniform": UNIFORM_STYLE_LAYER_WEIGHTS, "torch": TORCH_STYLE_LAYER_WEIGHTS}
@@ -195,46 +195,6 @@ def train_step(
     return StepLosses(content_loss(o_feats["relu4_1"], t), tuple(style_loss_per_layer(o_feats, s_feats)), rec)
 
 
-def save_checkpoint(path: Path, decoder: Decoder, opt: torch.optim.Adam, iteration: int, meta: dict) -> None:
-    tensors = {f"decoder.{k}": v for k, v in decoder.state_dict().items()}
-    for i, p in enumerate(decoder.parameters()):
-        st = opt.state.get(p)
-        if st:
-            tensors[f"adam.{i}.exp_avg"] = st["exp_avg"]
-            tensors[f"adam.{i}.exp_avg_sq"] = st["exp_avg_sq"]
-            tensors[f"adam.{i}.step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1)
-    tensors["rng.torch"] = torch.get_rng_state()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_tensors(path, tensors, {"iteration": str(iteration), "meta": json.dumps(meta)})
-
-
-def load_checkpoint(path: Path, decoder: Decoder, opt: torch.optim.Adam) -> tuple[int, dict]:
-    tensors, md = load_tensors(path)
-    decoder.load_state_dict({k[len("decoder.") :]: v for k, v in tensors.items() if k.startswith("decoder.")})
-    for i, p in enumerate(decoder.parameters()):
-        if f"adam.{i}.exp_avg" in tensors:
-            opt.state[p] = {
-                "step": tensors[f"adam.{i}.step"].reshape(()).clone(),
-                "exp_avg": torch.empty_like(p).copy_(tensors[f"adam.{i}.exp_avg"]),  # in the parameter's layout
-                "exp_avg_sq": torch.empty_like(p).copy_(tensors[f"adam.{i}.exp_avg_sq"]),
-            }
-    if "rng.torch" in tensors:
-        torch.set_rng_state(tensors["rng.torch"])
-    return int(md["iteration"]), json.loads(md.get("meta", "{}"))
-
-
-def export_decoder(decoder: Decoder, path: Path, meta: dict) -> None:
-    info = {
-        "name": f"adain-decoder-{meta.get('iteration', 0)}it",
-        "encoder": ENCODER_NORMALISED,
-        "iterations": str(meta.get("iteration", 0)),
-        "crops": json.dumps(meta.get("crops", {})),
-        "final_content_loss": f"{meta.get('content_loss', float('nan')):.4f}",
-        "final_style_loss": f"{meta.get('style_loss', float('nan')):.4f}",
-    }
-    save_network(path, decoder, info, dtype=torch.float16)
-
-
 LOG_COLUMNS = ("iteration", "lr", "crop", "content_loss", "style_loss", "total", "sec_per_iter",
                *(f"style_{t}" for t in TAPS), "recon_loss", "recon_samples")  # fmt: skip
 
@@ -251,40 +211,6 @@ def _open_log(path: Path) -> IO[str]:
     if new:
         csv.writer(f).writerow(LOG_COLUMNS)
     return f
-
-
-def _start(args: argparse.Namespace, decoder: Decoder, opt: torch.optim.Adam) -> tuple[int, dict[str, Any]]:
-    """Resume the checkpoint exactly; or start from ``--init-from`` weights with a fresh Adam; or from scratch.
-
-    ``--init-from`` takes a training checkpoint (its Adam state and RNG are dropped) or an exported decoder.
-    Either way the iteration count goes on from the source's (a decoder's ``iterations`` metadata), so the
-    batches and the learning-rate schedule continue where they were: a resume with a fresh Adam.
-    """
-    if args.checkpoint.is_file():
-        start, resumed = load_checkpoint(args.checkpoint, decoder, opt)
-        print(f"resumed {args.checkpoint} at iteration {start}")
-        return start, resumed
-    meta: dict[str, Any] = {"crops": {}}
-    if not args.init_from:
-        return 0, meta
-    if not args.init_from.is_file():
-        raise InputError(f"--init-from {args.init_from} does not exist")
-    tensors, md = load_tensors(args.init_from)
-    if any(k.startswith("decoder.") for k in tensors):  # a training checkpoint
-        decoder.load_state_dict({k[len("decoder.") :]: v for k, v in tensors.items() if k.startswith("decoder.")})
-        start, source = int(md["iteration"]), json.loads(md.get("meta", "{}"))
-        meta["crops"] = dict(source.get("crops", {}))
-        name = f"checkpoint at iteration {start}"
-    else:
-        init, init_meta = load_decoder(args.init_from)
-        if init_meta.get("encoder", ENCODER_NORMALISED) != ENCODER_NORMALISED:
-            raise InputError(f"{args.init_from} was trained for the encoder {init_meta.get('encoder')!r}, not ours")
-        decoder.load_state_dict(init.state_dict())
-        start, name = int(init_meta.get("iterations", "0") or 0), init_meta.get("name", "?")
-        meta["crops"] = json.loads(init_meta.get("crops", "{}") or "{}")
-    meta["init_from"] = {"file": str(args.init_from), "name": name, "iteration": start}
-    print(f"started from {args.init_from} ({name}) at iteration {start} with a fresh Adam")
-    return start, meta
 
 
 def _last_eval_iteration(path: Path) -> int | None:
@@ -320,7 +246,7 @@ def run_training(args: argparse.Namespace) -> int:
     encoder = build_encoder().to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     decoder = Decoder().to(device).to(memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     opt = torch.optim.Adam(decoder.parameters(), lr=cfg.lr)
-    start, meta = _start(args, decoder, opt)
+    start, meta = start_run(args, decoder, opt)
     if "config" in meta and meta["config"] != json.loads(json.dumps(asdict(cfg))):
         print(f"note: the recipe differs from the checkpoint's: now {asdict(cfg)}")
     autocast = None

@@ -102,7 +102,7 @@ def _checkpoint_iteration(ckpt: Path) -> int:
 def _export(ckpt: Path, out: Path) -> None:
     """The checkpoint's decoder as fp16 safetensors (what ``adain train --export`` writes)."""
     from adain.tensorfile import load_tensors
-    from adain.train import export_decoder
+    from adain.train_state import export_decoder
 
     tensors, md = load_tensors(ckpt)
     dec = Decoder()
