@@ -219,13 +219,30 @@ def ensure_wheels(platforms: Sequence[str], cache: Path, *, log: Any = print) ->
     return result
 
 
+def wire_sources(wire_dir: Path) -> list[Path]:
+    """The wire package's Python files, sorted (no caches)."""
+    return sorted(p for p in wire_dir.rglob("*.py") if "__pycache__" not in p.relative_to(wire_dir).parts)
+
+
+def wire_version(wire_dir: Path, base: str) -> str:
+    """``BASE+<8 hex digits of the sources' sha256>``: a wire wheel changes its version whenever its code changes.
+
+    Blender's extension installer skips a wheel whose ``.dist-info`` is already installed, so a rebuilt add-on of
+    the same version would otherwise keep running the previous ``adain_wire`` (pyzmq and msgpack are pinned).
+    """
+    h = hashlib.sha256()
+    for p in wire_sources(wire_dir):
+        h.update(p.relative_to(wire_dir).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return f"{base}+{h.hexdigest()[:8]}"
+
+
 def build_wire_wheel(wire_dir: Path, version: str) -> tuple[str, bytes]:
     """(file name, bytes) of a pure-Python wheel of the wire package, ``adain_wire-VERSION-py3-none-any.whl``:
     its Python files as they are in ``wire_dir`` and a minimal ``.dist-info`` (METADATA, WHEEL, RECORD), with
     fixed timestamps so the same tree gives the same bytes. Blender installs it like the other wheels, so the
     add-on imports ``adain_wire`` as the backend does."""
     package = wire_dir.name
-    sources = sorted(p for p in wire_dir.rglob("*.py") if "__pycache__" not in p.relative_to(wire_dir).parts)
+    sources = wire_sources(wire_dir)
     if not any(p.name == "__init__.py" and p.parent == wire_dir for p in sources):
         raise BuildError(f"{wire_dir} has no __init__.py")
     dist_info = f"{package}-{version}.dist-info"
@@ -378,7 +395,7 @@ def self_check(zip_path: Path, platforms: Sequence[str]) -> list[str]:
             lacking = {wheel_dist_name(d) for d in WHEELS} - dists
             if lacking:
                 problems.append(f"no {', '.join(sorted(lacking))} wheel for {platform}")
-        wire = f"wheels/{WIRE_DIR.name}-{data.get('version')}-py3-none-any.whl"
+        wire = f"wheels/{WIRE_DIR.name}-{wire_version(WIRE_DIR, str(data.get('version')))}-py3-none-any.whl"
         if wire not in names:
             problems.append(f"no {wire}: the add-on imports {WIRE_DIR.name} from it")
         for name in sorted(n for n in names if n.endswith(".py")):
@@ -412,7 +429,7 @@ def build(
     files = addon_files(addon_dir)
     wheels = ensure_wheels(platforms, cache, log=log)
     unique = sorted({path.name: path.read_bytes() for paths in wheels.values() for path in paths}.items())  # universal2: once
-    unique.append(build_wire_wheel(wire_dir, str(manifest["version"])))
+    unique.append(build_wire_wheel(wire_dir, wire_version(wire_dir, str(manifest["version"]))))
     rendered = render_manifest(manifest_text, platforms, [name for name, _ in unique])
 
     stem = f"{manifest['id']}-{manifest['version']}"

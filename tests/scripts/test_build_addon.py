@@ -30,12 +30,19 @@ REAL_WHEELS = {
     "windows-x64": ["pyzmq-27.3.0-cp311-cp311-win_amd64.whl", "msgpack-1.2.4-cp311-cp311-win_amd64.whl"],
     "windows-arm64": ["pyzmq-27.3.0-cp311-cp311-win_arm64.whl", "msgpack-1.2.4-cp311-cp311-win_arm64.whl"],
 }
-WIRE_WHEEL = "adain_wire-0.1.0-py3-none-any.whl"  # built from adain_wire/ by the script itself
+WIRE_VERSION = "0.1.0+"  # built from adain_wire/ by the script itself; + a hash of its sources (see wire_version)
 
 
 @pytest.fixture(scope="module")
 def ba() -> ModuleType:
     return load_script("build_addon")
+
+
+@pytest.fixture(scope="module")
+def wire_wheel(ba) -> str:
+    version = ba.wire_version(REPO / "adain_wire", "0.1.0")
+    assert version.startswith(WIRE_VERSION) and len(version) == len(WIRE_VERSION) + 8
+    return f"adain_wire-{version}-py3-none-any.whl"
 
 
 @pytest.fixture
@@ -90,12 +97,12 @@ def test_manifest_problems_are_named(ba: ModuleType) -> None:
         ba.render_manifest('schema_version = "1.0.0"\nwheels = []\n', ["linux-x64"], [])
 
 
-def test_build_every_platform(ba: ModuleType, cache: Path, tmp_path: Path) -> None:
+def test_build_every_platform(ba: ModuleType, cache: Path, tmp_path: Path, wire_wheel: str) -> None:
     zip_path = ba.build(tmp_path / "out", list(ba.PLATFORMS), cache, log=lambda _: None)
     assert zip_path.name == "adain_stylize-0.1.0.zip"
     data = _manifest(zip_path)
     assert data["platforms"] == list(ba.PLATFORMS)
-    expected = sorted({n for names in REAL_WHEELS.values() for n in names} | {WIRE_WHEEL})  # the universal2 pyzmq once
+    expected = sorted({n for names in REAL_WHEELS.values() for n in names} | {wire_wheel})  # the universal2 pyzmq once
     assert sorted(data["wheels"]) == [f"./wheels/{n}" for n in expected]
     with zipfile.ZipFile(zip_path) as zf:
         names = set(zf.namelist())
@@ -106,7 +113,7 @@ def test_build_every_platform(ba: ModuleType, cache: Path, tmp_path: Path) -> No
     assert ba.self_check(zip_path, list(ba.PLATFORMS)) == []
 
 
-def test_build_subset_excludes_junk_and_is_reproducible(ba: ModuleType, cache: Path, tmp_path: Path) -> None:
+def test_build_subset_excludes_junk_and_is_reproducible(ba: ModuleType, cache: Path, tmp_path: Path, wire_wheel: str) -> None:
     addon = tmp_path / "addon"
     shutil.copytree(REPO / "addon", addon, ignore=shutil.ignore_patterns("__pycache__"))
     (addon / "ui").mkdir()
@@ -123,7 +130,7 @@ def test_build_subset_excludes_junk_and_is_reproducible(ba: ModuleType, cache: P
     assert "ui/__init__.py" in names
     assert not any("__pycache__" in n or "test" in n or n.startswith(".") for n in names)
     assert _manifest(first)["platforms"] == ["linux-x64"]
-    assert sorted(_manifest(first)["wheels"]) == sorted(f"./wheels/{n}" for n in [*REAL_WHEELS["linux-x64"], WIRE_WHEEL])
+    assert sorted(_manifest(first)["wheels"]) == sorted(f"./wheels/{n}" for n in [*REAL_WHEELS["linux-x64"], wire_wheel])
 
 
 def test_broken_python_file_fails_the_check(ba: ModuleType, cache: Path, tmp_path: Path) -> None:
@@ -160,7 +167,9 @@ def test_unknown_platform(ba: ModuleType, capsys: pytest.CaptureFixture[str]) ->
     assert "unknown platform 'amiga-m68k'" in capsys.readouterr().err
 
 
-def test_zip_carries_the_wire_package_as_a_wheel_equal_to_the_source(ba: ModuleType, cache: Path, tmp_path: Path) -> None:
+def test_zip_carries_the_wire_package_as_a_wheel_equal_to_the_source(
+    ba: ModuleType, cache: Path, tmp_path: Path, wire_wheel: str
+) -> None:
     """The add-on imports adain_wire from a pure-Python wheel in the zip: its files are the repository's, byte for
     byte, and the wheel's RECORD matches them (what an installer checks)."""
     import base64
@@ -169,21 +178,35 @@ def test_zip_carries_the_wire_package_as_a_wheel_equal_to_the_source(ba: ModuleT
 
     zip_path = ba.build(tmp_path / "out", ["linux-x64"], cache, log=lambda _: None)
     with zipfile.ZipFile(zip_path) as zf:
-        wheel = zf.read(f"wheels/{WIRE_WHEEL}")
+        wheel = zf.read(f"wheels/{wire_wheel}")
+    dist_info = wire_wheel.removesuffix("-py3-none-any.whl") + ".dist-info"
     source = {f"adain_wire/{p.relative_to(REPO / 'adain_wire').as_posix()}": p.read_bytes()
               for p in (REPO / "adain_wire").rglob("*.py") if "__pycache__" not in p.parts}  # fmt: skip
     assert "adain_wire/protocol.py" in source and "adain_wire/client.py" in source
     with zipfile.ZipFile(io.BytesIO(wheel)) as wf:
-        shipped = {n: wf.read(n) for n in wf.namelist() if not n.startswith("adain_wire-0.1.0.dist-info/")}
-        record = wf.read("adain_wire-0.1.0.dist-info/RECORD").decode().splitlines()
-        wheel_meta = wf.read("adain_wire-0.1.0.dist-info/WHEEL").decode()
-        listed = {n for n in wf.namelist() if n != "adain_wire-0.1.0.dist-info/RECORD"}
+        shipped = {n: wf.read(n) for n in wf.namelist() if not n.startswith(f"{dist_info}/")}
+        record = wf.read(f"{dist_info}/RECORD").decode().splitlines()
+        wheel_meta = wf.read(f"{dist_info}/WHEEL").decode()
+        listed = {n for n in wf.namelist() if n != f"{dist_info}/RECORD"}
     assert shipped == source
     assert "Root-Is-Purelib: true" in wheel_meta and "Tag: py3-none-any" in wheel_meta
     rows = dict(line.split(",", 1) for line in record)
-    assert set(rows) == listed | {"adain_wire-0.1.0.dist-info/RECORD"}
+    assert set(rows) == listed | {f"{dist_info}/RECORD"}
     for name, data in source.items():
         digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
         assert rows[name] == f"sha256={digest},{len(data)}"
     # the same tree gives the same wheel
-    assert ba.build_wire_wheel(REPO / "adain_wire", "0.1.0") == (WIRE_WHEEL, wheel)
+    version = wire_wheel.removeprefix("adain_wire-").removesuffix("-py3-none-any.whl")
+    assert ba.build_wire_wheel(REPO / "adain_wire", version) == (wire_wheel, wheel)
+
+
+def test_wire_wheel_version_follows_its_code(ba: ModuleType, tmp_path: Path) -> None:
+    """A changed wire package gets another wheel version, so Blender installs it over the previous one."""
+    import shutil
+
+    wire = tmp_path / "adain_wire"
+    shutil.copytree(REPO / "adain_wire", wire, ignore=shutil.ignore_patterns("__pycache__"))
+    before = ba.wire_version(wire, "0.1.0")
+    assert before == ba.wire_version(REPO / "adain_wire", "0.1.0")  # the same code, the same version
+    (wire / "client.py").write_text((wire / "client.py").read_text() + "\n# changed\n")
+    assert ba.wire_version(wire, "0.1.0") != before
