@@ -186,11 +186,12 @@ def _sheet(decoders: list[tuple[str, Decoder]], held: HeldOutSet, out: Path, cel
     sheet.save(out)
 
 
-def _from_log(path: Path, row: int) -> EvalResult | None:
-    rows = _rows(path)
+def _from_log(path: Path, iteration: int) -> EvalResult | None:
+    """The evaluation logged at ``iteration`` (a run continued past the budget logs more rows after it)."""
+    rows = [r for r in _rows(path) if int(r["iteration"]) == iteration]
     if not rows:
         return None
-    r = rows[row]
+    r = rows[-1]
     return EvalResult(float(r["psnr_alpha0"]), float(r["content"]), float(r["style"]), float(r["seconds"]))
 
 
@@ -202,26 +203,27 @@ def summarise(args: argparse.Namespace, names: list[str], start: int) -> None:
     held = load_heldout(args.corpus, args.final_contents if reeval else 6, args.final_styles if reeval else 6, args.eval_size)
     results: dict[str, EvalResult] = {}
     decoders: list[tuple[str, Decoder]] = []
+    by_name = {c.name: c for c in CANDIDATES}
     start_dec, _ = load_decoder(args.init_from) if args.init_from.suffix == ".safetensors" else (None, None)
     if start_dec is not None:
         decoders.append(("start", start_dec))
-        first = _from_log(args.out / names[0] / "decoder.eval.csv", 0) if names and not reeval else None
+        first = _from_log(args.out / names[0] / "decoder.eval.csv", start) if names and not reeval else None
         results["start"] = first or evaluate_decoder(enc, start_dec, held)
     for name in names:
         final = args.out / name / "final.safetensors"
         if final.is_file():
             dec, _ = load_decoder(final)
             decoders.append((name, dec))
-            last = None if reeval else _from_log(args.out / name / "decoder.eval.csv", -1)
+            budget = _flags(by_name[name], args.iterations, args.crop)[1]
+            last = None if reeval else _from_log(args.out / name / "decoder.eval.csv", start + budget)
             results[name] = last or evaluate_decoder(enc, dec, held)
             print(f"[{name}] {results[name].line()}", flush=True)
-    by_name = {c.name: c for c in CANDIDATES}
     lines = [
         f"# Recipe ablations from `{args.init_from}` (iteration {start}), {args.iterations} iterations at {args.crop}²",
         "",
         f"Held-out set: {len(held.content_files)} photos × {len(held.style_files)} paintings at {args.eval_size}² "
         "(α = 0 PSNR over the photos; content and style loss over every pair, uniform style layers, as `scripts/evaluate.py`)"
-        + ("." if reeval else "; each run's last in-training evaluation (`adain train --eval-every`)."),
+        + ("." if reeval else "; each run's in-training evaluation at the end of its budget (`adain train --eval-every`)."),
         "Training columns: training-loss means over the first, middle and last 50 iterations (content at relu4_1; "
         "style unweighted).",
         "",
@@ -230,7 +232,11 @@ def summarise(args: argparse.Namespace, names: list[str], start: int) -> None:
     ]
     for name, res in results.items():
         c = by_name.get(name)
-        log = _rows(args.out / name / "decoder.log.csv")
+        log = [
+            r
+            for r in _rows(args.out / name / "decoder.log.csv")
+            if c is None or int(r["iteration"]) <= start + _flags(c, args.iterations, args.crop)[1]
+        ]
         lines.append(
             f"| {name} | {c.what if c else 'the start point'} | {res.psnr_alpha0:.2f} | {res.content:.3f} | "
             f"{res.style:.3f} | {res.content + 10 * res.style:.2f} | {_trajectory(log, 'content_loss')} | "
@@ -239,8 +245,10 @@ def summarise(args: argparse.Namespace, names: list[str], start: int) -> None:
     lines += ["", "In-training held-out evaluation (iteration: PSNR / content / style):", ""]
     for name in names:
         ev = _rows(args.out / name / "decoder.eval.csv")
-        pts = ", ".join(f"{int(r['iteration']) - start}: {float(r['psnr_alpha0']):.2f} / {float(r['content']):.2f} / "
-                        f"{float(r['style']):.2f}" for r in ev)  # fmt: skip
+        pts = ", ".join(
+            f"{int(r['iteration']) - start}: {float(r['psnr_alpha0']):.2f} / {float(r['content']):.2f} / {float(r['style']):.2f}"
+            for r in ev
+        )  # a run continued past its budget shows its later rows too
         lines.append(f"- **{name}**: {pts}")
     lines += ["", "![contact sheet](contact_sheet.png)", ""]
     (args.out / "ablation.md").write_text("\n".join(lines))
