@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """A contact sheet of decoders side by side: α = 0 reconstructions, then stylized images, with PSNR.
 
-    python scripts/recon_sheet.py --corpus /work/data/corpus --out docs/reconstruction.png \
+    python scripts/recon_sheet.py NAME=adain/data/decoder.safetensors NAME2=runs/x/final.safetensors \
         --contents content/skimage_data_astronaut_3bd23a.jpg ... --styles style/....jpg \
-        NAME=adain/data/decoder.safetensors NAME2=runs/x/final.safetensors
+        --corpus /work/data/corpus --out docs/reconstruction.png
 
 Rows: the inputs, then one row per decoder; columns: each content reconstructed at α = 0 (g(f(c)), the
 content as its own style), then each content stylized with each style at α = 1. Images are resized to
@@ -28,7 +28,7 @@ from adain.networks import Decoder, Encoder
 from adain.train_eval import load_square, psnr
 from adain.weights import build_encoder, load_decoder
 
-LABEL_W = 170
+LABEL_W = 170  # the default bitmap font has no Greek: labels say alpha
 
 
 def contact_sheet(
@@ -43,7 +43,7 @@ def contact_sheet(
         fc = encoder(contents)["relu4_1"]
         targets = [fc, *(adain(fc, encoder(s[None])["relu4_1"]) for s in styles)]
         inputs = [*contents, *(s for s in styles for _ in range(len(contents)))]
-        rows: list[tuple[str, list[torch.Tensor]]] = [("inputs (α = 0: the content; then the style)", inputs)]
+        rows: list[tuple[str, list[torch.Tensor]]] = [("inputs", inputs)]
         scores: dict[str, list[float]] = {}
         for name, dec in decoders:
             outs = [dec(t).float().clamp(0, 1) for t in targets]
@@ -52,11 +52,11 @@ def contact_sheet(
     sheet = Image.new("RGB", (LABEL_W + cell * len(inputs), cell * len(rows) + 18), "white")
     draw = ImageDraw.Draw(sheet)
     k = len(contents)
-    draw.text((LABEL_W + 4, 2), "α = 0 reconstructions", fill="black")
-    draw.text((LABEL_W + k * cell + 4, 2), "stylized, α = 1", fill="black")
+    draw.text((LABEL_W + 4, 2), "alpha = 0: reconstructions (the content as its own style)", fill="black")
+    draw.text((LABEL_W + k * cell + 4, 2), "alpha = 1: stylized with the styles in the first row", fill="black")
     for r, (name, imgs) in enumerate(rows):
         y = 18 + r * cell
-        label = name if r == 0 else f"{name}\nα=0 PSNR {sum(scores[name]) / k:.2f} dB"
+        label = name if r == 0 else f"{name}\nalpha=0 PSNR {sum(scores[name]) / k:.2f} dB"
         draw.multiline_text((4, y + cell // 2 - 12), label, fill="black")
         for i, img in enumerate(imgs):
             sheet.paste(tensor_to_pil(img).resize((cell, cell)), (LABEL_W + i * cell, y))
