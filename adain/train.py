@@ -112,7 +112,9 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "styleWeight 1e-2 scale: 0.64,1.28,2.56,5.12) or four numbers w1,w2,w3,w4")  # fmt: skip
     r.add_argument("--recon-share", type=float, default=d.recon_share,
                    help="share of every batch whose style image is its content image (alpha = 0 samples)")  # fmt: skip
-    r.add_argument("--warmup", type=int, default=d.warmup, help="iterations 1..N train on reconstruction only")
+    r.add_argument("--warmup", type=int, default=d.warmup,
+                   help="iterations up to N of the count train on reconstruction only (the count is absolute: "
+                        "after --init-from, add its iteration count)")  # fmt: skip
     r.add_argument("--recon-layers", nargs="*", choices=TAPS, default=list(d.recon_layers),
                    help="extra content-loss taps on reconstruction samples (target f(c))")  # fmt: skip
     r.add_argument("--pixel-weight", type=float, default=d.pixel_weight, help="pixel MSE weight on reconstruction samples")
