@@ -135,6 +135,30 @@ def encode_reply(msg: Reply) -> Frames:
     return w.frames(h)
 
 
+def _salvage_id(raw: memoryview) -> tuple[str | None, str | None]:
+    """(id, op) of a header that failed strict decoding (e.g. invalid UTF-8 in another field), when the header
+    is still a msgpack map whose ``id`` (and ``op``) are valid strings: the error reply can then carry the id
+    (docs/protocol.md, errors). Strings are read as bytes here, so one broken field spoils no other."""
+    try:
+        loose = msgpack.unpackb(raw, raw=True, strict_map_key=False, use_list=True)
+    except (ValueError, TypeError, msgpack.exceptions.ExtraData, msgpack.exceptions.StackError):
+        return None, None
+    if not isinstance(loose, dict):
+        return None, None
+
+    def text(key: bytes) -> str | None:
+        value = loose.get(key)
+        if not isinstance(value, bytes):
+            return None
+        try:
+            decoded = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        return decoded if 0 < len(decoded) <= MAX_ID_LENGTH else None
+
+    return text(b"id"), text(b"op")
+
+
 def _unpack_header(frames: Sequence[Any], what: str) -> dict[str, Any]:
     if not frames:
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"empty {what}: expected a msgpack header frame")
@@ -144,7 +168,9 @@ def _unpack_header(frames: Sequence[Any], what: str) -> dict[str, Any]:
     try:
         header = msgpack.unpackb(raw, raw=False, strict_map_key=True, use_list=True)
     except (ValueError, TypeError, msgpack.exceptions.ExtraData, msgpack.exceptions.StackError) as e:
-        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} header (frame 0) is not valid msgpack: {e}") from e
+        rid, op = _salvage_id(raw)
+        raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} header (frame 0) is not valid msgpack: {e}",
+                            request_id=rid, op=op) from e  # fmt: skip
     if not isinstance(header, dict):
         raise ProtocolError(ErrorCode.BAD_MESSAGE, f"{what} header must be a msgpack map, got {type_name(header)}")
     return header

@@ -26,6 +26,13 @@ FRAME_BYTES = FRAME.tobytes()
 MAX_PIXELS = 64 * 64
 
 
+def bad_utf8_header(broken: str) -> bytes:
+    """A hello whose field ``broken`` is a msgpack str holding the bytes FF FE (not UTF-8); the rest is valid."""
+    fields: dict[str, Any] = {"v": 1, "op": "hello", "id": "bad", "client": "test"}
+    fields[broken] = "@@"
+    return msgpack.packb(fields).replace(b"\xa2@@", b"\xa2\xff\xfe")
+
+
 def header(**fields: Any) -> bytes:
     return msgpack.packb({"v": 1, "id": "bad", **fields})
 
@@ -72,6 +79,8 @@ CASES: list[tuple[str, Callable[[str], list[bytes]], ErrorCode, str | None]] = [
     ("no version", lambda s: [msgpack.packb({"op": "hello", "id": "bad"})], ErrorCode.BAD_MESSAGE, "bad"),
     ("future version", lambda s: [msgpack.packb({"v": 2, "op": "hello", "id": "bad"})], ErrorCode.BAD_VERSION, "bad"),
     ("no id", lambda s: [msgpack.packb({"v": 1, "op": "hello"})], ErrorCode.BAD_MESSAGE, None),
+    ("invalid UTF-8 in a field, id readable", lambda s: [bad_utf8_header("client")], ErrorCode.BAD_MESSAGE, "bad"),
+    ("invalid UTF-8 in the id", lambda s: [bad_utf8_header("id")], ErrorCode.BAD_MESSAGE, None),
     ("integer id", lambda s: [msgpack.packb({"v": 1, "op": "hello", "id": 5})], ErrorCode.BAD_MESSAGE, None),
     ("unknown op", lambda s: [header(op="paint")], ErrorCode.UNKNOWN_OP, "bad"),
     ("unknown field", lambda s: [header(op="hello", colour="red")], ErrorCode.BAD_REQUEST, "bad"),
