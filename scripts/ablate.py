@@ -27,14 +27,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # recon_sheet, beside this file
 
-from adain.functional import adain
-from adain.images import tensor_to_pil
+from recon_sheet import contact_sheet
+
 from adain.networks import Decoder
-from adain.train_eval import EVAL_LOG_COLUMNS, EvalResult, HeldOutSet, evaluate_decoder, load_heldout
+from adain.train_eval import EVAL_LOG_COLUMNS, EvalResult, evaluate_decoder, load_heldout
 from adain.weights import build_encoder, load_decoder
 
 # Every candidate is the recipe that trained the shipped decoder plus its own flags (adain train's defaults
@@ -169,26 +169,6 @@ def _trajectory(log: list[dict[str, str]], key: str, n: int = 50) -> str:
     return " → ".join(f"{statistics.fmean(p):.2f}" for p in parts if p)
 
 
-def _sheet(decoders: list[tuple[str, Decoder]], held: HeldOutSet, out: Path, cell: int = 128) -> None:
-    enc = build_encoder()
-    cs, ss = held.contents[:3], held.styles[:2]
-    with torch.no_grad():
-        fc = enc(cs)["relu4_1"]
-        targets = [fc, *(adain(fc, enc(s[None])["relu4_1"]) for s in ss)]
-        rows = [("content", [*cs, *cs, *cs])]
-        rows[0] = ("inputs", [*cs, *(s for s in ss for _ in range(3))])
-        for name, dec in decoders:
-            rows.append((name, [img for t in targets for img in dec(t).clamp(0, 1)]))
-    label_w = 150
-    sheet = Image.new("RGB", (label_w + cell * len(rows[0][1]), cell * len(rows)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for r, (name, imgs) in enumerate(rows):
-        draw.text((4, r * cell + cell // 2 - 6), name, fill="black")
-        for k, img in enumerate(imgs):
-            sheet.paste(tensor_to_pil(img).resize((cell, cell)), (label_w + k * cell, r * cell))
-    sheet.save(out)
-
-
 def _from_log(path: Path, iteration: int) -> EvalResult | None:
     """The evaluation logged at ``iteration`` (a run continued past the budget logs more rows after it)."""
     rows = [r for r in _rows(path) if int(r["iteration"]) == iteration]
@@ -255,7 +235,7 @@ def summarise(args: argparse.Namespace, names: list[str], start: int) -> None:
         lines.append(f"- **{name}**: {pts}")
     lines += ["", "![contact sheet](contact_sheet.png)", ""]
     (args.out / "ablation.md").write_text("\n".join(lines))
-    _sheet(decoders, held, args.out / "contact_sheet.png")
+    contact_sheet(enc, decoders, held.contents[:3], held.styles[:2], args.out / "contact_sheet.png", cell=128)
     print(f"wrote {args.out / 'ablation.md'} and {args.out / 'contact_sheet.png'}")
 
 
