@@ -39,6 +39,9 @@ class BackendSettings:
 
     ``command``: the program and arguments that start one (``--bind ENDPOINT`` is appended), e.g.
     ``("/path/to/venv/bin/python", "-m", "backend", "--device", "cuda")``.
+
+    ``watch_owner``: also append ``--owner-pid <this process>``, so that the backend shuts down once the process that
+    started it (Blender) is gone, even when it was killed or crashed.
     """
 
     endpoint: str = DEFAULT_ENDPOINT
@@ -48,6 +51,7 @@ class BackendSettings:
     start_timeout: float = 120.0  # first start loads torch and the weights
     give_up: float = 60.0
     log_file: Path | None = None
+    watch_owner: bool = True
 
     @staticmethod
     def split_command(text: str) -> tuple[str, ...] | None:
@@ -147,6 +151,8 @@ class BackendManager:
         s = self.settings
         assert s.command is not None
         argv = [*s.command, "--bind", s.endpoint]
+        if s.watch_owner:  # the backend exits when we are gone (killed, crashed): no orphan holds the port or the GPU
+            argv += ["--owner-pid", str(os.getpid())]
         log_path = s.log_file
         self._close_log()
         if log_path is not None:

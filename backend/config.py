@@ -47,6 +47,7 @@ class Config:
     curve: CurveConfig | None = None
     shutdown_grace_s: float = 30.0  # how long a shutdown waits for the running request
     identity: bool = False  # serve frames back unchanged, loading no model (tests of colour and transport)
+    owner_pid: int | None = None  # shut down once this process is gone (the Blender that started us); None: never
 
     def __post_init__(self) -> None:
         check_endpoint(self.bind)
@@ -72,6 +73,8 @@ class Config:
         for path, flag in ((self.decoder, "--decoder"), (self.encoder, "--encoder")):
             if path is not None and not path.is_file():
                 raise ConfigError(f"{flag} {path} does not exist")
+        if self.owner_pid is not None and self.owner_pid <= 0:
+            raise ConfigError(f"--owner-pid {self.owner_pid}: must be a process id (a positive number)")
         if self.curve is None and not is_loopback_endpoint(self.bind):
             raise ConfigError(
                 f"--bind {self.bind} accepts connections from other machines, which needs encryption and client "
@@ -142,6 +145,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-clients", type=Path, help="folder of allowed client public key files")
     p.add_argument("--identity", action="store_true",
                    help="test mode: return every frame unchanged and load no model (checks colour round trips)")  # fmt: skip
+    p.add_argument("--owner-pid", type=int, metavar="PID",
+                   help="shut down (as on SIGTERM) within 5 s once process PID is gone: killed, crashed or exited; the "
+                        "add-on passes its Blender's pid. Without it the backend runs until stopped")  # fmt: skip
     p.add_argument("--log-level", default="info", help="debug, info, warning or error (default info)")
     p.add_argument("--generate-keys", type=Path, metavar="DIR", help="write a key pair into DIR (see --key-name) and exit")
     p.add_argument("--key-name", default="server", help="file name stem for --generate-keys (default server)")
@@ -181,4 +187,5 @@ def parse_args(argv: Sequence[str] | None = None) -> Config | KeygenRequest:
         log_level=args.log_level.lower(),
         curve=curve,
         identity=args.identity,
+        owner_pid=args.owner_pid,
     )
