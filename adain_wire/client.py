@@ -16,6 +16,9 @@ so a backend restart loses nothing:
   hello is sent again (after putting its styles again);
 - no message for ``timeout`` s: the socket is recreated and everything outstanding is sent again;
   no message for ``give_up`` s: outstanding requests fail with a ClientError saying so;
+- the I/O thread dying (a bug, or the add-on's own modules removed under it) fails every outstanding call
+  at once with ClientError(BROKEN, cause), and every later call raises it: ``healthy`` turns False and the
+  owner replaces the client (``BackendManager.client()`` does);
 - ``unknown_style`` (the backend restarted or evicted a style) is answered by putting the style again
   and resending; ``busy`` by resending after a short back-off; ``shutting_down`` by waiting for the
   next backend (within ``give_up``).
@@ -45,7 +48,7 @@ import zmq
 import zmq.auth
 from zmq.utils.monitor import recv_monitor_message
 
-from .errors import AUTH, CLOSED, TIMEOUT, VERSION, ClientError
+from .errors import AUTH, BROKEN, CLOSED, TIMEOUT, VERSION, ClientError
 from .keys import ClientCurve
 from .options import DEFAULT_ENDPOINT
 from .pending import Pending
@@ -76,7 +79,9 @@ from .protocol import (
     style_id,
 )
 
-__all__ = ["AUTH", "CLOSED", "DEFAULT_ENDPOINT", "TIMEOUT", "VERSION", "Client", "ClientCurve", "ClientError", "Pending"]
+__all__ = [
+    "AUTH", "BROKEN", "CLOSED", "DEFAULT_ENDPOINT", "TIMEOUT", "VERSION", "Client", "ClientCurve", "ClientError", "Pending",
+]  # fmt: skip
 
 log = logging.getLogger("adain_wire.client")
 MAX_STYLE_RETRIES = 3
@@ -160,6 +165,7 @@ class Client:
         self._wake_tx.connect(self._wake_endpoint)
         self._thread: threading.Thread | None = None
         self._closing = False
+        self._failure: ClientError | None = None  # why the I/O thread died; set once, under _submit_lock
         # --- owned by the I/O thread
         self._socket: zmq.Socket | None = None
         self._monitor: zmq.Socket | None = None
@@ -206,6 +212,21 @@ class Client:
         self._wake_rx.close(0)
         if self._own_context:
             self._context.term()
+
+    @property
+    def healthy(self) -> bool:
+        """False once this client is closed or its I/O thread has died: make a new one."""
+        thread = self._thread
+        return not self._closing and self._failure is None and (thread is None or thread.is_alive())
+
+    def _watch(self) -> ClientError | None:
+        """For waiters (``Pending``): the error their call will never get a reply past, if any."""
+        if self._failure is not None:
+            return self._failure
+        thread = self._thread
+        if thread is not None and not thread.is_alive():
+            return ClientError(BROKEN, "the client's I/O thread is gone; create a new client")
+        return None
 
     def __enter__(self) -> Client:
         self.connect()
@@ -302,7 +323,7 @@ class Client:
                               f"{lim.max_message_bytes} bytes: send float16 or uint8 data, or smaller images")  # fmt: skip
 
     def _submit(self, msg: Request) -> Pending[Any]:
-        pending: Pending[Any] = Pending(msg.id, lambda rid: self._call_soon(lambda: self._cancel(rid)))
+        pending: Pending[Any] = Pending(msg.id, lambda rid: self._call_soon(lambda: self._cancel(rid)), self._watch)
         styles: tuple[str, ...] = ()
         if isinstance(msg, Stylize):
             styles = tuple(dict.fromkeys(s.id for r in msg.regions for s in r.styles))
@@ -317,6 +338,8 @@ class Client:
         with self._submit_lock:  # after close() began, nothing is queued that the I/O thread would not see
             if self._closing:
                 raise ClientError(CLOSED, "this client is closed; create a new one")
+            if self._failure is not None:
+                raise ClientError(self._failure.code, self._failure.message)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._io_loop, name="adain-client-io", daemon=True)
                 self._thread.start()
@@ -354,13 +377,16 @@ class Client:
                 if self._socket in events:
                     self._receive()
                 self._tick(time.monotonic())
-        except Exception:
+        except BaseException as e:  # (BaseException: an exception raised into this thread from outside too)
             log.exception("the client's I/O thread failed")
-            self._fail_all(ClientError(CLOSED, "the client's I/O thread failed (see the log); create a new client"))
+            failure = ClientError(BROKEN, f"the client's I/O thread failed ({type(e).__name__}: {e}); create a new client")
+            with self._submit_lock:  # from here on _submit raises it instead of queueing for a dead thread
+                self._failure = failure
+            self._fail_all(failure)
         finally:
             while self._commands:  # requests submitted while closing: fail them too
                 self._commands.popleft()()
-            self._fail_all(ClientError(CLOSED, "the client was closed before the backend answered"))
+            self._fail_all(self._failure or ClientError(CLOSED, "the client was closed before the backend answered"))
             self._close_socket()
 
     def _new_socket(self) -> None:
@@ -406,7 +432,7 @@ class Client:
         if not self._calls:
             self._busy_since = time.monotonic()
         self._calls[call.base_id] = call
-        if not self._closing:
+        if not self._closing and self._failure is None:  # (when the thread is ending, it is failed instead)
             self._fill_window(time.monotonic())
 
     def _send(self, call: _Call) -> None:

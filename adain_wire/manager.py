@@ -70,9 +70,12 @@ class BackendManager:
 
     # ------------------------------------------------------------------------------ lifecycle
     def client(self) -> Client:
-        """A connected client; starts the local backend first when configured to. Raises BackendUnavailableError."""
+        """A connected client; starts the local backend first when configured to. Raises BackendUnavailableError.
+
+        A client that died (its I/O thread failed, or it was closed) or whose local backend exited is replaced
+        here, so the next frame of an animation gets a working connection by itself."""
         with self._lock:
-            if self._client is not None and (self.process is None or self.process.poll() is None):
+            if self._client is not None and self._client.healthy and (self.process is None or self.process.poll() is None):
                 return self._client
             self._drop_client()
             s = self.settings
@@ -85,6 +88,16 @@ class BackendManager:
                 self._start()
                 return self._wait_ready()
             return self._connect(s.connect_timeout)
+
+    def lost(self, client: Client) -> str | None:
+        """Why ``client`` (one this manager handed out) can no longer get replies, or None: it died, or the
+        local backend it talks to exited. Cheap: polled while a frame waits."""
+        if not client.healthy:
+            return "the client's connection failed"
+        proc = self.process
+        if proc is not None and client is self._client and proc.poll() is not None:
+            return f"the local backend exited (code {proc.returncode})"
+        return None
 
     def running_locally(self) -> bool:
         return self.process is not None and self.process.poll() is None

@@ -15,6 +15,7 @@ on another machine; display values in [0, 1] keep an error under 1/4000, far bel
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,12 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from adain_wire.client import Client, ClientError, Pending
+from adain_wire.client import BROKEN, CLOSED, Client, ClientError, Pending
+from adain_wire.manager import BackendManager
 from adain_wire.options import COLOR_MODES, STYLE_SIZES
 from adain_wire.protocol import Passes, RegionSpec, StyleRef, StylizeReply
 
-TARGETS = ("OBJECTS", "MATERIALS", "OTHER")
 WIRE_DTYPES = ("float16", "float32")
+RECONNECTS = 2  # how many times one frame is sent again on a new connection when the old one died under it
+log = logging.getLogger("adain.frames")
 
 
 class FrameError(Exception):
@@ -36,6 +39,17 @@ class FrameError(Exception):
 
 class FrameCancelledError(FrameError):
     pass
+
+
+class ConnectionLostError(FrameError):
+    """The connection died under the frame (the client's I/O thread, or the local backend process): not the
+    backend's verdict on the frame, so it is sent again on a new connection (``stylize_reconnecting``)."""
+
+
+def _frame_error(e: ClientError, what: str) -> FrameError:
+    if e.code in (BROKEN, CLOSED):
+        return ConnectionLostError(f"the connection to the backend was lost: {e.message}")
+    return FrameError(f"{what}: {e.message}")
 
 
 @dataclass(frozen=True)
@@ -158,17 +172,46 @@ def style_source_from_file(path: str | Path) -> StyleSource:
     return StyleSource(key=f"file:{p.resolve()}:{st.st_size}:{st.st_mtime_ns}", data=data)
 
 
-def _wait(pending: Pending[StylizeReply], cancelled: Callable[[], bool]) -> StylizeReply:
+def _wait(pending: Pending[StylizeReply], cancelled: Callable[[], bool], lost: Callable[[], str | None]) -> StylizeReply:
     while True:
         if cancelled():
             pending.cancel()
             raise FrameCancelledError("stylization cancelled")
+        if (why := lost()) is not None:
+            pending.cancel()
+            raise ConnectionLostError(why)
         if not pending.wait(0.1):  # (asking result(0.1) and then done() raced with a reply arriving in between)
             continue
         try:
             return pending.result()
         except ClientError as e:
-            raise FrameError(f"the backend failed on this frame: {e.message}") from e
+            raise _frame_error(e, "the backend failed on this frame") from e
+
+
+def stylize_reconnecting(
+    backend: BackendManager,
+    ids_for: Callable[[Client], StyleIds],
+    job: FrameJob,
+    *,
+    style_size: int = 512,
+    cancelled: Callable[[], bool] = lambda: False,
+) -> FrameResult:
+    """``stylize_frame`` on ``backend``'s client; when the connection or the local backend dies under the frame,
+    the frame is sent again (up to RECONNECTS times) on a new connection, which ``backend.client()`` makes,
+    restarting a local backend that exited. Raises BackendUnavailableError when it cannot be brought back."""
+    for attempt in range(RECONNECTS + 1):
+        client = backend.client()
+
+        def lost(c: Client = client) -> str | None:
+            return backend.lost(c)
+
+        try:
+            return stylize_frame(client, ids_for(client), job, style_size=style_size, cancelled=cancelled, lost=lost)
+        except ConnectionLostError as e:
+            if attempt == RECONNECTS:
+                raise
+            log.warning("%s: sending the frame again on a new connection", e)
+    raise AssertionError("unreachable")
 
 
 def stylize_frame(
@@ -178,6 +221,7 @@ def stylize_frame(
     *,
     style_size: int = 512,
     cancelled: Callable[[], bool] = lambda: False,
+    lost: Callable[[], str | None] = lambda: None,
 ) -> FrameResult:
     """Send the frame (one request per colour mode in use) and compose the answer; see the module docstring."""
     t0 = time.perf_counter()
@@ -191,7 +235,7 @@ def stylize_frame(
         sub = FrameJob(job.image, tuple(job.slots[i] for i in live), masks, job.slot_passes, job.tile, job.wire)
         if masks is None:  # one live slot of several without masks cannot happen (masks are required then)
             raise FrameError("internal: slots without masks")
-        out = stylize_frame(client, ids, sub, style_size=style_size, cancelled=cancelled)
+        out = stylize_frame(client, ids, sub, style_size=style_size, cancelled=cancelled, lost=lost)
         if job.slot_passes:
             for s in job.slots:
                 out.slot_passes.setdefault(s.name, rgb.copy())
@@ -204,7 +248,7 @@ def stylize_frame(
             for slot in job.slots
         )
     except ClientError as e:
-        raise FrameError(f"the backend could not take a style image: {e.message}") from e
+        raise _frame_error(e, "the backend could not take a style image") from e
     modes = sorted({s.preserve_color for s in job.slots})
     combined = np.zeros((h, w, 3), np.float32)
     passes: dict[str, np.ndarray] = {}
@@ -226,8 +270,8 @@ def stylize_frame(
                 output_dtype=job.wire,
             )
         except ClientError as e:
-            raise FrameError(f"the backend cannot take this frame: {e.message}") from e
-        reply = _wait(pending, cancelled)
+            raise _frame_error(e, "the backend cannot take this frame") from e
+        reply = _wait(pending, cancelled, lost)
         if reply.combined is None:
             raise FrameError("the backend sent no combined frame")
         stylized = np.asarray(reply.combined, np.float32)[..., :3]

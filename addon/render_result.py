@@ -19,7 +19,7 @@ import numpy as np
 from adain_wire.manager import BackendUnavailableError
 
 from . import colour, session_backend, temporal
-from .frames import FrameCancelledError, FrameError, FrameJob, FrameResult, stylize_frame
+from .frames import FrameCancelledError, FrameError, FrameJob, FrameResult, stylize_reconnecting
 from .render_maths import PASS, SceneSnapshot, build_job, covering, premultiply, slot_pass_name, unpremultiply
 from .session import SESSION, RenderedLayer
 
@@ -117,10 +117,10 @@ def _stylize_layer(
         if snap.error:
             raise FrameError(snap.error)
         job = build_job(snap, crypto, display, w, h)
-        client = session_backend.backend().client()
+        backend = session_backend.backend()
         cancelled = lambda: esc_pressed(engine)  # noqa: E731
         with SESSION.client_lock(cancelled):
-            out = stylize_frame(client, SESSION.ids_for(client), job, style_size=snap.style_size, cancelled=cancelled)
+            out = stylize_reconnecting(backend, SESSION.ids_for, job, style_size=snap.style_size, cancelled=cancelled)
         out, note = _smooth(engine, snap, layer, job, out)
         _write_passes(engine, layer.name, w, h, layer_passes(snap.view, combined, display, out))
     except FrameCancelledError:

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import colour, session_backend
 from .background_task import BackgroundTask
-from .frames import FrameError, FrameJob, FrameResult, stylize_frame
+from .frames import FrameError, FrameJob, FrameResult, stylize_reconnecting
 from .render_maths import PASS, SceneSnapshot, build_job
 from .render_result import layer_passes
 from .scene_snapshot import snapshot
@@ -91,15 +91,17 @@ def plan(scene: bpy.types.Scene) -> Plan:
 def start(scene: bpy.types.Scene) -> tuple[Plan, BackgroundTask[list[FrameResult]]]:
     """Plan on the main thread, connect (may start the local backend), then send from a ``BackgroundTask``."""
     p = plan(scene)
-    client = session_backend.backend().client()
+    backend = session_backend.backend()
+    backend.client()  # here, on the main thread: a local backend that has to start does so before the task
 
     def work(task: BackgroundTask[list[FrameResult]]) -> list[FrameResult]:
         results = []
         for i, job in enumerate(p.jobs):
             task.progress = f"AdaIN: restyling frame {p.frame}" + (f" (layer {i + 1}/{len(p.jobs)})" if len(p.jobs) > 1 else "")
             with SESSION.client_lock(task.cancelled):
-                ids = SESSION.ids_for(client)
-                results.append(stylize_frame(client, ids, job, style_size=p.snap.style_size, cancelled=task.cancelled))
+                results.append(
+                    stylize_reconnecting(backend, SESSION.ids_for, job, style_size=p.snap.style_size, cancelled=task.cancelled)
+                )
         return results
 
     task: BackgroundTask[list[FrameResult]] = BackgroundTask(work, name="adain-restyle")
