@@ -8,6 +8,9 @@ the animation. The add-on starts the backend (the shipped decoder) as a subproce
 with Cycles, stylizes it inside the render (before the compositor), and writes PNG frames plus the .blend,
 which opens in Blender's UI with the same setup (Ctrl-F12 renders it again). Prints progress per frame;
 Ctrl-C stops after the current frame.
+
+Blender runs with a private, empty user folder (scripts/blender_user.py; unless BLENDER_USER_RESOURCES is set),
+so add-ons and extensions installed in the user's Blender, this add-on's zip among them, play no part.
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # blender_user, beside this file
+
+from blender_user import remove_private_user_folders, use_private_user_folder  # noqa: E402
+
 SAMPLES = REPO / "adain" / "data" / "samples"
 
 
@@ -115,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             p.error(f"--backend-python {args.backend_python} does not exist: run `bash scripts/setup_env.sh` first")
         os.environ.setdefault("ADAIN_BACKEND", "tcp://127.0.0.1:5587")
         os.environ["ADAIN_BACKEND_COMMAND"] = f"{shlex.quote(args.backend_python)} -m backend --device cpu"
+    use_private_user_folder()  # before Blender starts: it reads the user folder once, at import
     try:
         import bpy
     except ImportError:
@@ -140,8 +148,9 @@ def main(argv: list[str] | None = None) -> int:
                 bpy.ops.render.render(write_still=True)
             except RuntimeError:  # a frame that was not stylized: the operator reports why (printed below)
                 pass
-            state = "stylized" if SESSION.status.ok else "NOT stylized"
-            if not SESSION.status.ok:
+            stylized = SESSION.status.ok and f in SESSION.status.stylized_frames  # the add-on says it did this frame
+            state = "stylized" if stylized else "NOT stylized"
+            if not stylized:
                 failed.append(f)
             print(f"[{f - scene.frame_start + 1}/{args.frames}] frame {f} {state}: {SESSION.status.message}", flush=True)
     except KeyboardInterrupt:
@@ -157,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     code = main()
-    # bpy as a module can hang in its C++ static destructors at interpreter exit: leave directly
+    # bpy as a module can hang in its C++ static destructors at interpreter exit: leave directly (atexit does not run)
+    remove_private_user_folders()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -12,28 +12,26 @@ is skipped.
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
 import os
 import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.blender.backends import backend_command, shutdown_addon_backend, use_backend
+from tests.scripts.script_loader import load_script
 
 # --- bpy availability --------------------------------------------------------------------------------------
-# Before bpy is first imported in this process, point Blender's user folders at a throw-away folder, so no
-# test reads or writes the developer's own Blender preferences, add-ons or extensions.
-if importlib.util.find_spec("bpy") is not None and "BLENDER_USER_RESOURCES" not in os.environ:
-    _user_resources = tempfile.mkdtemp(prefix="adain-bpy-user-")
-    atexit.register(shutil.rmtree, _user_resources, ignore_errors=True)
-    os.environ["BLENDER_USER_RESOURCES"] = _user_resources
+# Before bpy is first imported in this process, point Blender's user folders at a throw-away folder (and drop the
+# other BLENDER_USER_* variables), so no test reads or writes the developer's own Blender preferences, add-ons or
+# extensions: scripts/blender_user.py, which the demo uses too.
+_blender_user = load_script("blender_user")
+if importlib.util.find_spec("bpy") is not None:
+    _blender_user.use_private_user_folder(prefix="adain-bpy-user-")
 
 try:
     import bpy  # noqa: F401
@@ -68,7 +66,7 @@ WHEEL_CACHE = REPO / "build" / "wheels"  # shared with scripts/build_addon.py's 
 ADDON_MODULE = "bl_ext.user_default.adain_stylize"  # the add-on's module once installed into the "user_default" repo
 
 # Variables that would send a subprocess's Blender to other user folders than BLENDER_USER_RESOURCES.
-_BLENDER_USER_VARS = ("BLENDER_USER_CONFIG", "BLENDER_USER_SCRIPTS", "BLENDER_USER_EXTENSIONS", "BLENDER_USER_DATAFILES")
+_BLENDER_USER_VARS: tuple[str, ...] = _blender_user.OTHER_USER_VARS
 
 
 def blender_platform() -> str:
@@ -149,6 +147,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if NO_BPY is None and "bpy" in sys.modules:
+        _blender_user.remove_private_user_folders()  # atexit does not run after os._exit
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(_exit_status)
