@@ -179,6 +179,7 @@ class Client:
         self._last_heartbeat = 0.0
         self._heartbeat_id: str | None = None
         self._shutdown_sent = False
+        self.busy_replies = 0  # ``busy`` answers received (each was sent again after a back-off): for soak figures
 
     # ------------------------------------------------------------------------------ connecting
     def connect(self) -> HelloReply:
@@ -449,7 +450,10 @@ class Client:
 
     def _fill_window(self, now: float) -> None:
         on_wire = sum(1 for c in self._calls.values() if c.model_work and c.on_wire)
-        limit = min(self.window, self.server.limits.max_queue) if self.server else self.window
+        limit = self.window
+        if self.server is not None:  # within what the backend takes from one connection: no busy replies provoked
+            lim = self.server.limits
+            limit = min(limit, lim.max_queue, lim.max_inflight or limit)
         for call in list(self._calls.values()):
             if call.state is not CallState.WAITING or call.retry_at > now:
                 continue
@@ -523,6 +527,7 @@ class Client:
             self._resend(call)
             return
         if code == ErrorCode.BUSY and not call.cancelled:
+            self.busy_replies += 1
             call.busy_retries += 1
             call.state, call.retry_at = CallState.WAITING, now + min(2.0, 0.05 * 2**call.busy_retries)
             return

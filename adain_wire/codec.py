@@ -73,6 +73,9 @@ class _Writer:
         return [packed, *self.buffers]
 
 
+OPTIONAL_LIMITS = ("max_inflight",)  # limits an older backend does not state (their defaults stand)
+
+
 def encode_request(msg: Request) -> Frames:
     """A request as ZeroMQ frames (header first); arrays are not copied when already little-endian C order."""
     w = _Writer()
@@ -343,7 +346,7 @@ def decode_reply(frames: Sequence[Any]) -> Reply:
         model, limits = r.get("model", dict), r.get("limits", dict)
         try:
             mi = ModelInfo(str(model["encoder"]), str(model["decoder"]), str(model["iterations"]))
-            lim = Limits(**{k: int(limits[k]) for k in Limits.__dataclass_fields__})
+            lim = Limits(**{k: int(limits[k]) for k in Limits.__dataclass_fields__ if k in limits or k not in OPTIONAL_LIMITS})
         except (KeyError, TypeError, ValueError) as e:
             raise r.fail(f"hello reply has incomplete model or limits: {e}") from e
         return HelloReply(rid, r.get("protocol", int), r.get("server", str), r.get("instance", str), r.get("device", str),

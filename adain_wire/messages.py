@@ -100,6 +100,7 @@ class Limits:
     max_styles_per_region: int
     max_queue: int  # queued model requests (all clients) before "busy"
     style_cache: int  # style statistics kept (least recently used are evicted)
+    max_inflight: int = 0  # model requests one connection may have queued or running; 0: not stated (older backends)
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,8 @@ class Config:
     max_message_bytes: int = 0  # 0: derived from max_pixels (an RGBA float32 frame plus 1 MiB)
     max_regions: int = 16
     max_styles_per_region: int = 8
-    max_queue: int = 16
+    max_queue: int = 32
+    max_inflight: int = 4  # model requests one connection may have queued or running
     cache_size: int = 64
     log_level: str = "info"
     curve: CurveConfig | None = None
@@ -67,7 +68,7 @@ class Config:
             raise ConfigError(f"--max-pixels {self.max_pixels}: must be at least {smallest}")
         if self.max_message_bytes < 0:
             raise ConfigError("--max-message-bytes must be >= 0 (0: derived from --max-pixels)")
-        for name in ("max_regions", "max_styles_per_region", "max_queue", "cache_size"):
+        for name in ("max_regions", "max_styles_per_region", "max_queue", "max_inflight", "cache_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         for path, flag in ((self.decoder, "--decoder"), (self.encoder, "--encoder")):
@@ -139,7 +140,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", type=Path, help="encoder weights matching --decoder (e.g. imported ones)")
     p.add_argument("--max-pixels", type=int, default=Config.max_pixels, help="largest frame or style, in pixels (H*W)")
     p.add_argument("--max-message-bytes", type=int, default=0, help="largest frame a client may send (0: derived)")
-    p.add_argument("--max-queue", type=int, default=Config.max_queue, help="queued requests before 'busy'")
+    p.add_argument(
+        "--max-queue", type=int, default=Config.max_queue, help="queued requests, all connections together, before 'busy'"
+    )
+    p.add_argument("--max-inflight", type=int, default=Config.max_inflight,
+                   help="model requests one connection may have queued or running before 'busy' (default 4); "
+                   "stated in hello, and the reference client keeps within it")  # fmt: skip
     p.add_argument("--cache-size", type=int, default=Config.cache_size, help="styles kept (least recently used go)")
     p.add_argument("--curve-secret", type=Path, help="server secret key file (CurveZMQ); needed for non-loopback binds")
     p.add_argument("--curve-clients", type=Path, help="folder of allowed client public key files")
@@ -183,6 +189,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config | KeygenRequest:
         max_pixels=args.max_pixels,
         max_message_bytes=args.max_message_bytes,
         max_queue=args.max_queue,
+        max_inflight=args.max_inflight,
         cache_size=args.cache_size,
         log_level=args.log_level.lower(),
         curve=curve,

@@ -89,6 +89,7 @@ class Handlers:
             max_regions=config.max_regions,
             max_styles_per_region=config.max_styles_per_region,
             max_queue=config.max_queue,
+            max_inflight=config.max_inflight,
             style_cache=config.cache_size,
         )
 

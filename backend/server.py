@@ -1,8 +1,10 @@
 """The ZeroMQ loop: a ROUTER socket, one worker thread for model work, cancellation and shutdown.
 
 The loop thread owns the socket: it decodes every request, answers the cheap ops itself and queues model
-work (style.put, stylize) for the worker thread, which runs it in arrival order and hands the replies
-back through a queue plus an inproc wake-up socket. A request the loop cannot serve gets an error reply
+work (style.put, stylize) for the worker thread, which takes it round-robin across connections (FIFO within
+each, ``FairQueue``) and hands the replies back through a queue plus an inproc wake-up socket. Each connection
+may have ``max_inflight`` model requests queued or running, all of them together ``max_queue``; past either
+limit a request is answered ``busy``. A request the loop cannot serve gets an error reply
 and the loop goes on serving everyone else; nothing a client sends can stop it except ``shutdown`` from
 a loopback peer (or SIGINT/SIGTERM on the process).
 """
@@ -15,7 +17,6 @@ import queue
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 
 import zmq
@@ -23,6 +24,7 @@ import zmq
 from adain_wire.protocol import ErrorCode, ErrorReply, ProtocolError, Reply, decode_request, encode_reply
 from backend.config import Config, is_loopback_address, is_loopback_endpoint
 from backend.errors import BackendError, ConfigError
+from backend.fair_queue import FairQueue
 from backend.handlers import Handlers, Peer, Work
 from backend.security import CurveGuard
 from backend.service import ModelService
@@ -59,7 +61,7 @@ class Server:
         self._worker_thread: threading.Thread | None = None
         self._startup_error: BaseException | None = None
         self._cond = threading.Condition()
-        self._queue: deque[Job] = deque()
+        self._queue: FairQueue[Job] = FairQueue()
         self._inflight: dict[tuple[bytes, str], Job] = {}
         self._results: queue.SimpleQueue[tuple[Job, Reply]] = queue.SimpleQueue()
         self._wake_endpoint = f"inproc://backend-wake-{self.instance}"
@@ -200,6 +202,12 @@ class Server:
             self._send(routing_id, outcome)
             return
         with self._cond:
+            mine = sum(1 for rid, _ in self._inflight if rid == routing_id)
+            if mine >= self.config.max_inflight:
+                message = (f"this connection has {mine} model requests queued or running (limits.max_inflight, "
+                           "--max-inflight); wait for a reply before sending more")  # fmt: skip
+                self._send(routing_id, ErrorReply(req.id, req.OP, ErrorCode.BUSY, message))
+                return
             if len(self._queue) >= self.config.max_queue:
                 message = (
                     f"the backend has {len(self._queue)} requests queued (--max-queue); wait for replies before sending more"
@@ -208,7 +216,7 @@ class Server:
                 return
             job = Job(routing_id, req.id, req.OP, outcome)
             self._inflight[key] = job
-            self._queue.append(job)
+            self._queue.append(routing_id, job)
             self._cond.notify()
 
     def _is_loopback(self, frame: zmq.Frame) -> bool:
@@ -249,7 +257,7 @@ class Server:
             return "unknown"
         with self._cond:
             if job.state == "queued":
-                self._queue.remove(job)
+                self._queue.remove(routing_id, job)
                 del self._inflight[(routing_id, target)]
                 state = "queued"
             else:
@@ -266,8 +274,7 @@ class Server:
     def _drain(self, router: zmq.Socket, wake: zmq.Socket) -> None:
         """After stop: answer queued requests "shutting_down", let the running one finish (up to the grace period)."""
         with self._cond:
-            dropped = list(self._queue)
-            self._queue.clear()
+            dropped = self._queue.clear()
             self._cond.notify_all()
         for job in dropped:
             self._inflight.pop((job.routing_id, job.request_id), None)
