@@ -18,6 +18,8 @@ the same toward the next frame) into that row order.
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,33 +39,59 @@ def flow_from_vector(vector: np.ndarray) -> np.ndarray:
 def warp(image: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Sample ``image`` (H, W, C) at each pixel + ``flow`` (H, W, 2: dx, drow), bilinearly.
 
-    Returns the warped image and an (H, W) bool mask of the pixels whose source lies inside the image.
+    Returns the warped image (float32) and an (H, W) bool mask of the pixels whose source lies inside the image.
+    The four neighbours are gathered from the flattened image with one ``take`` each, and the interpolation runs
+    in place: a 1080p frame of 6 channels costs a third of what 2-D fancy indexing did (scripts/bench_temporal.py).
     """
     h, w = image.shape[:2]
     if flow.shape != (h, w, 2):
         raise ValueError(f"flow must be ({h}, {w}, 2) for a {h}x{w} image, got {flow.shape}")
-    rows, cols = np.mgrid[0:h, 0:w].astype(np.float32)
-    sx = cols + flow[..., 0]
-    sy = rows + flow[..., 1]
+    return _warp_rows(image, flow, 0)
+
+
+def _warp_rows(image: np.ndarray, flow: np.ndarray, row0: int) -> tuple[np.ndarray, np.ndarray]:
+    """``warp`` for the rows row0 .. row0 + len(flow) of the output (``flow`` holds just those rows)."""
+    h, w = image.shape[:2]
+    sx = flow[..., 0] + np.arange(w, dtype=np.float32)[None, :]
+    sy = flow[..., 1] + np.arange(row0, row0 + flow.shape[0], dtype=np.float32)[:, None]
     inside = (sx >= -0.5) & (sx <= w - 0.5) & (sy >= -0.5) & (sy <= h - 0.5)
-    sx = np.clip(sx, 0.0, w - 1.0)
-    sy = np.clip(sy, 0.0, h - 1.0)
-    x0 = np.minimum(np.floor(sx).astype(np.intp), max(w - 2, 0))
-    y0 = np.minimum(np.floor(sy).astype(np.intp), max(h - 2, 0))
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    np.clip(sx, 0.0, w - 1.0, out=sx)
+    np.clip(sy, 0.0, h - 1.0, out=sy)
+    x0 = sx.astype(np.intp)  # (sx >= 0: truncation is floor)
+    y0 = sy.astype(np.intp)
+    np.minimum(x0, max(w - 2, 0), out=x0)
+    np.minimum(y0, max(h - 2, 0), out=y0)
     fx = (sx - x0)[..., None]
     fy = (sy - y0)[..., None]
-    top = image[y0, x0] * (1 - fx) + image[y0, x1] * fx
-    bottom = image[y1, x0] * (1 - fx) + image[y1, x1] * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32), inside
+    dx, dy = min(1, w - 1), (w if h > 1 else 0)  # the right and lower neighbours' offsets (0 on a 1-pixel side)
+    flat = np.ascontiguousarray(image, np.float32).reshape(h * w, -1)
+    idx = y0 * w + x0
+    top = flat.take(idx, axis=0)
+    right = flat.take(idx + dx, axis=0)
+    right -= top
+    right *= fx
+    top += right
+    bottom = flat.take(idx + dy, axis=0)
+    corner = flat.take(idx + (dy + dx), axis=0)
+    corner -= bottom
+    corner *= fx
+    bottom += corner
+    bottom -= top
+    bottom *= fy
+    top += bottom
+    return top, inside
 
 
 def blend_weight(content: np.ndarray, warped_content: np.ndarray, inside: np.ndarray, strength: float) -> np.ndarray:
     """(H, W) weight of the previous frame: ``strength`` where the moved render matches, 0 where it does not."""
     lo, hi = TOLERANCE
-    err = np.abs(content[..., :3] - warped_content[..., :3]).mean(axis=-1)
-    valid = np.clip((hi - err) / (hi - lo), 0.0, 1.0) * inside
-    return (np.float32(strength) * valid).astype(np.float32)
+    diff = np.abs(content[..., :3] - warped_content[..., :3])
+    err = diff.sum(axis=-1)
+    err *= np.float32(-strength / (3.0 * (hi - lo)))  # strength * (hi - mean err) / (hi - lo), clipped to [0, strength]
+    err += np.float32(strength * hi / (hi - lo))
+    np.clip(err, 0.0, strength, out=err)
+    err *= inside
+    return err.astype(np.float32, copy=False)
 
 
 def smooth(
@@ -72,17 +100,57 @@ def smooth(
     """One step of the recursion in the module docstring; all images (H, W, 3) float32, top row first."""
     if not 0.0 <= strength < 1.0:
         raise ValueError(f"strength must be within [0, 1), got {strength}")
-    both, inside = warp(np.concatenate([prev_out, prev_content[..., :3]], axis=-1), flow)
     c = prev_out.shape[-1]
-    wt = blend_weight(content, both[..., c:], inside, strength)[..., None]
-    return (stylized * (1 - wt) + both[..., :c] * wt).astype(np.float32)
+    return _smooth_packed(stylized, content, np.concatenate([prev_out, prev_content[..., :3]], axis=-1), c, flow, strength)
+
+
+def _smooth_packed(
+    stylized: np.ndarray, content: np.ndarray, prev: np.ndarray, c: int, flow: np.ndarray, strength: float
+) -> np.ndarray:
+    """``smooth`` with the previous output and render packed side by side (H, W, c + 3), as ``Smoother`` keeps them.
+
+    Runs in horizontal bands on a thread pool (numpy releases the GIL in its gathers and arithmetic), one band per
+    ``BAND_ROWS`` rows: each band reads the whole previous frame and writes only its own rows."""
+    h = stylized.shape[0]
+    out = np.empty(stylized.shape, np.float32)
+    prev = np.ascontiguousarray(prev, np.float32)
+
+    def band(r0: int) -> None:
+        r1 = min(h, r0 + BAND_ROWS)
+        both, inside = _warp_rows(prev, flow[r0:r1], r0)
+        wt = blend_weight(content[r0:r1], both[..., c:], inside, strength)[..., None]
+        part = both[..., :c]
+        part -= stylized[r0:r1]  # stylized + wt * (previous - stylized)
+        part *= wt
+        part += stylized[r0:r1]
+        out[r0:r1] = part
+
+    starts = range(0, h, BAND_ROWS)
+    if len(starts) == 1 or WORKERS == 1:
+        for r0 in starts:
+            band(r0)
+    else:
+        list(_pool().map(band, starts))
+    return out
+
+
+BAND_ROWS = 128  # rows per band of work: 1080p makes 9 bands
+WORKERS = max(1, min(8, os.cpu_count() or 1))  # threads that smooth bands at once (1: on the calling thread)
+_executor: list[ThreadPoolExecutor] = []
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The module's thread pool, made on first use (its idle threads are joined at interpreter exit)."""
+    if not _executor or _executor[0]._max_workers != WORKERS:
+        _executor[:] = [ThreadPoolExecutor(WORKERS, thread_name_prefix="adain-smooth")]
+    return _executor[0]
 
 
 @dataclass(frozen=True, eq=False)
 class _Previous:
     frame: int
-    out: np.ndarray
-    content: np.ndarray
+    packed: np.ndarray  # (H, W, C + 3): the smoothed output, then the render's display RGB
+    channels: int  # C
 
 
 class Smoother:
@@ -99,11 +167,13 @@ class Smoother:
     ) -> tuple[np.ndarray, bool]:
         """Smooth frame ``frame`` of ``key`` with the previous one when it is frame - 1 of the same size and a flow
         is given; remember the result either way. Returns (the frame, whether it was smoothed)."""
+        if not 0.0 <= strength < 1.0:
+            raise ValueError(f"strength must be within [0, 1), got {strength}")
         prev = self._previous.get(key)
         out, smoothed = stylized, False
-        usable = prev is not None and prev.frame == frame - 1 and prev.out.shape == stylized.shape
-        if strength > 0.0 and flow is not None and usable:
-            assert prev is not None
-            out, smoothed = smooth(stylized, content[..., :3], prev.out, prev.content, flow, strength), True
-        self._previous[key] = _Previous(frame, out, np.ascontiguousarray(content[..., :3]))
+        c = stylized.shape[-1]
+        usable = prev is not None and prev.frame == frame - 1 and prev.packed.shape[:2] == stylized.shape[:2]
+        if strength > 0.0 and flow is not None and usable and prev is not None and prev.channels == c:
+            out, smoothed = _smooth_packed(stylized, content[..., :3], prev.packed, c, flow, strength), True
+        self._previous[key] = _Previous(frame, np.concatenate([out, content[..., :3]], axis=-1, dtype=np.float32), c)
         return out, smoothed

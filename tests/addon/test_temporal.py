@@ -102,3 +102,21 @@ def test_bad_arguments_say_what_was_wrong():
         warp(texture(), np.zeros((3, 3, 2), np.float32))
     with pytest.raises(ValueError, match="strength"):
         smooth(texture(), texture(), texture(), texture(), np.zeros((20, 30, 2), np.float32), 1.0)
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_smoothing_in_bands_on_threads_equals_the_whole_frame_formula(monkeypatch, workers):
+    """Frames taller than a band are smoothed band by band (on threads): the same as the formula on the whole
+    frame, at every band boundary too."""
+    import addon.temporal as temporal
+
+    monkeypatch.setattr(temporal, "WORKERS", workers)
+    h, w = 3 * temporal.BAND_ROWS + 17, 24
+    stylized, content, prev_out = texture(h, w), texture(h, w), texture(h, w)
+    prev_content = content + np.float32(0.02) * texture(h, w)
+    flow = (RNG.random((h, w, 2), dtype=np.float32) - 0.5) * 5
+    warped, inside = warp(np.concatenate([prev_out, prev_content], axis=-1), flow)
+    wt = blend_weight(content, warped[..., 3:], inside, 0.6)[..., None]
+    want = stylized * (1 - wt) + warped[..., :3] * wt
+    np.testing.assert_allclose(smooth(stylized, content, prev_out, prev_content, flow, 0.6), want, atol=2e-6)
+    np.testing.assert_array_equal(smooth(stylized, content, prev_out, prev_content, flow, 0.0), stylized)
