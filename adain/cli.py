@@ -66,8 +66,6 @@ def _load_model(args: argparse.Namespace):
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    import torch
-
     from adain.errors import InputError
     from adain.images import load_image, load_label_map, save_image
     from adain.model import Region
@@ -99,7 +97,6 @@ def _stylize(args: argparse.Namespace) -> int:
             else:
                 out = model.stylize(content, styles, args.alpha, weights=args.weights,
                                     preserve_color=args.preserve_color, tile=args.tile or None)  # fmt: skip
-            assert isinstance(out, torch.Tensor)
             dest = args.output / f"{path.stem}.png" if several else args.output
             if not several and dest.parent and not dest.parent.exists():
                 dest.parent.mkdir(parents=True, exist_ok=True)

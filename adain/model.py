@@ -5,8 +5,9 @@
     out = st.stylize(content, stats, alpha=0.8)       # (N, 3, H, W) or (3, H, W) floats in [0, 1]
 
 One content encoding and one decode serve any number of regions, each with its own style mix and
-alpha (``regions=`` with ``masks=``); per-region passes (each region's style over the whole frame)
-cost one extra decode each and are only computed on request.
+alpha (``regions=`` with ``masks=``). ``stylize`` returns the stylized image; ``stylize_passes`` also returns
+per-region passes (each region's style over the whole frame), which cost one extra decode each.
+The value types and the region maths are in ``adain.regions``; the device and precision choices in ``adain.devices``.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ import copy
 import hashlib
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeAlias
 
 import torch
 
 from adain import functional as AF
+from adain.devices import check_compile_mode, cpu_supports_bf16, resolve_device, resolve_precision
 from adain.errors import CancelledError, InputError, WeightsError
 from adain.networks import Decoder, Encoder, check_image
+from adain.regions import Region, StyleStats, StylizeResult, as_regions, pad_masks, prepare_masks, region_stats
 from adain.tiling import decode_tiled, encode_tiled
 from adain.weights import (
     DEFAULT_DECODER_PATH,
@@ -34,89 +36,16 @@ from adain.weights import (
     load_decoder,
     load_encoder_file,
 )
-from adain_wire.options import COLOR_MODES, COMPILE_MODES, PRECISIONS
+from adain_wire.options import COLOR_MODES
+
+__all__ = [  # (the devices and regions names are re-exported: they lived here before)
+    "ColorMode", "Region", "StyleStats", "StyleTransfer", "StylizeResult", "check_compile_mode", "cpu_supports_bf16",
+    "resolve_device", "resolve_precision",
+]  # fmt: skip
 
 ColorMode = Literal["none", "coral", "luminance"]  # adain_wire.options.COLOR_MODES, for type checkers
 
-
-@dataclass(frozen=True)
-class StyleStats:
-    """A style, encoded once: relu4_1 channel mean and std (each (512,), float32, CPU).
-
-    ``image`` keeps the style image as it was encoded ((3, H, W), CPU) because the colour-preserving
-    modes must recolour it to each content image and encode it again; ``key`` identifies it (sha256).
-    """
-
-    mean: torch.Tensor
-    std: torch.Tensor
-    key: str
-    image: torch.Tensor | None = field(default=None, repr=False, compare=False)
-
-
-@dataclass(frozen=True)
-class Region:
-    """One region's style: a mix of styles (eq. 15; weights are normalised) and its own alpha (eq. 14)."""
-
-    styles: Sequence[StyleStats | torch.Tensor]
-    weights: Sequence[float] | None = None
-    alpha: float = 1.0
-
-
-@dataclass(frozen=True)
-class StylizeResult:
-    """``combined``: (N, 3, H, W); ``passes``: one (N, 3, H, W) per region (its style over the whole frame)."""
-
-    combined: torch.Tensor
-    passes: list[torch.Tensor]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """ "auto" | "cpu" | "cuda" | "cuda:N" -> a usable torch.device, or InputError saying why not."""
-    name = str(device)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, ValueError) as e:
-        raise InputError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from e
-    if dev.type not in ("cpu", "cuda"):
-        raise InputError(f"unsupported device {name!r}: use auto, cpu, cuda or cuda:N")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"device {name!r} asked for, but this machine has no CUDA GPU usable by torch; use cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) present")
-    return dev
-
-
-def cpu_supports_bf16() -> bool:
-    """True where the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX)."""
-    probe = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
-    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    return bool((probe and probe()) or (amx and amx()))
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """ "auto" -> bf16 on CPUs that have it and on CUDA GPUs that support it, fp16 on other GPUs, else fp32."""
-    if precision not in PRECISIONS:
-        raise InputError(f"unknown precision {precision!r}: use one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        if device.type == "cpu" and precision == "fp16":
-            raise InputError("fp16 is not supported on the CPU; use bf16 or fp32")
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_supports_bf16() else "fp32"
-
-
-def check_compile_mode(mode: str, device: torch.device) -> str:
-    """A ``COMPILE_MODES`` entry usable on ``device``, or InputError saying what to use instead."""
-    if mode not in COMPILE_MODES:
-        raise InputError(f"unknown compile mode {mode!r}: use one of {', '.join(COMPILE_MODES)}")
-    if mode == "reduce-overhead" and device.type != "cuda":
-        raise InputError("compile mode 'reduce-overhead' records CUDA graphs and needs a CUDA device; "
-                         "on the CPU use 'default' or 'off'")  # fmt: skip
-    return mode
+StyleArg: TypeAlias = StyleStats | torch.Tensor | Sequence[StyleStats | torch.Tensor] | None  # stylize's ``style``
 
 
 def _stop_hook(stop: threading.local) -> Callable[..., None]:
@@ -310,32 +239,11 @@ class StyleTransfer:
         mean, std = AF.calc_mean_std(self._encode4(x, tile))
         return StyleStats(mean.flatten().cpu(), std.flatten().cpu(), self._style_key(x), x[0].detach().cpu().float())
 
-    def _as_stats(self, style: StyleStats | torch.Tensor) -> StyleStats:
-        return style if isinstance(style, StyleStats) else self.encode_style(style)
-
-    def _region_stats(
-        self, region: Region, content: torch.Tensor, color: str, tile: int | None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Blended (512,) mean and std of one region's styles, recoloured to ``content`` (3, H, W) if asked."""
-        if not region.styles:
-            raise InputError("a region needs at least one style")
-        stats = [self._as_stats(s) for s in region.styles]
-        if color != "none":
-            recoloured = []
-            for s in stats:
-                if s.image is None:
-                    raise InputError(f"preserve_color={color!r} needs the style image; encode it with encode_style()")
-                img = AF.coral(s.image, content.cpu()) if color == "coral" else AF.match_luminance(s.image, content.cpu())
-                recoloured.append(self.encode_style(img, tile))
-            stats = recoloured
-        weights = region.weights if region.weights is not None else [1.0] * len(stats)
-        return AF.blend_stats([s.mean for s in stats], [s.std for s in stats], weights)
-
     @torch.inference_mode()
     def stylize(
         self,
         content: torch.Tensor,
-        style: StyleStats | torch.Tensor | Sequence[StyleStats | torch.Tensor] | None = None,
+        style: StyleArg = None,
         alpha: float = 1.0,
         *,
         weights: Sequence[float] | None = None,
@@ -343,15 +251,14 @@ class StyleTransfer:
         masks: torch.Tensor | None = None,
         preserve_color: str = "none",
         tile: int | None = None,
-        passes: bool = False,
         on_device: bool = False,
         should_stop: Callable[[], bool] | None = None,
-    ) -> torch.Tensor | StylizeResult:
+    ) -> torch.Tensor:
         """Stylize content (N, 3, H, W) or (3, H, W) floats in [0, 1]; returns the same shape, on the CPU
         (on the model's device with ``on_device=True``, e.g. to convert pixels there before one copy back).
 
         Args:
-            style: a style image, its ``StyleStats``, or a list of them (interpolated with ``weights``).
+            style: a style image (3, H, W), its ``StyleStats``, or a list of them (interpolated with ``weights``).
             alpha: content-style trade-off in [0, 1] (eq. 14); per region with ``regions``.
             regions: instead of ``style``: one ``Region`` per mask region.
             masks: with ``regions``: an integer label map (N, H, W) or (H, W) where value k selects
@@ -359,21 +266,52 @@ class StyleTransfer:
             preserve_color: "none", "coral" (style recoloured to the content, §7.3) or "luminance"
                 (Gatys et al. 2016: transfer on luminance only, content's chroma kept).
             tile: process in tiles of this many pixels (statistics still over the whole image).
-            passes: also return one full-frame pass per region; then the result is a ``StylizeResult``.
             should_stop: polled before every convolution (eager networks; per tile and stage when compiled);
                 once it returns True the call raises ``adain.errors.CancelledError`` within one layer's time.
+
+        ``stylize_passes`` also returns each region's style over the whole frame.
         """
+        with self._stop_check(should_stop):
+            return self._stylize(content, style, alpha, weights, regions, masks, preserve_color, tile, False, on_device).combined
+
+    @torch.inference_mode()
+    def stylize_passes(
+        self,
+        content: torch.Tensor,
+        style: StyleArg = None,
+        alpha: float = 1.0,
+        *,
+        weights: Sequence[float] | None = None,
+        regions: Sequence[Region] | None = None,
+        masks: torch.Tensor | None = None,
+        preserve_color: str = "none",
+        tile: int | None = None,
+        on_device: bool = False,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> StylizeResult:
+        """``stylize``, plus one full-frame pass per region: that region's style mix and alpha over the whole frame.
+
+        The arguments are ``stylize``'s. Returns ``StylizeResult(combined, passes)``: ``combined`` is what ``stylize``
+        returns, ``passes`` one image of the same shape per region, in ``regions`` order (one for ``style``).
+        Each pass costs one more decode; the content is still encoded once.
+        """
+        with self._stop_check(should_stop):
+            return self._stylize(content, style, alpha, weights, regions, masks, preserve_color, tile, True, on_device)
+
+    @contextlib.contextmanager
+    def _stop_check(self, should_stop: Callable[[], bool] | None) -> Iterator[None]:
+        """``should_stop`` is this thread's stop check for the duration of the block."""
         previous = getattr(self._stop, "fn", None)
         self._stop.fn = should_stop
         try:
-            return self._stylize(content, style, alpha, weights, regions, masks, preserve_color, tile, passes, on_device)
+            yield
         finally:
             self._stop.fn = previous
 
     def _stylize(
         self,
         content: torch.Tensor,
-        style: StyleStats | torch.Tensor | Sequence[StyleStats | torch.Tensor] | None,
+        style: StyleArg,
         alpha: float,
         weights: Sequence[float] | None,
         regions: Sequence[Region] | None,
@@ -382,24 +320,18 @@ class StyleTransfer:
         tile: int | None,
         passes: bool,
         on_device: bool,
-    ) -> torch.Tensor | StylizeResult:
+    ) -> StylizeResult:
+        """``passes`` False: the result's ``passes`` is empty (no extra decode)."""
         single = isinstance(content, torch.Tensor) and content.dim() == 3
         x = check_image(content, "content")
         if preserve_color not in COLOR_MODES:
             raise InputError(f"unknown preserve_color {preserve_color!r}: use one of {', '.join(COLOR_MODES)}")
-        if regions is None:
-            if style is None:
-                raise InputError("give a style (image, StyleStats or list of them) or regions with masks")
-            styles: list[StyleStats | torch.Tensor] = list(style) if isinstance(style, (list, tuple)) else [style]  # type: ignore[list-item]
-            regions = [Region(styles, weights, alpha)]
-            masks = None
-        elif style is not None or masks is None:
-            raise InputError("with regions=, pass masks= and no style=")
-        for r in regions:
-            if not 0.0 <= float(r.alpha) <= 1.0:
-                raise InputError(f"alpha must be in [0, 1], got {r.alpha}")
+        regions, masks = as_regions(style, alpha, weights, regions, masks)
         n, _, h, w = x.shape
-        soft = None if masks is None else self._prepare_masks(masks, n, len(regions), (h, w))
+        soft = None if masks is None else prepare_masks(masks, n, len(regions), (h, w))
+
+        def encode(img: torch.Tensor) -> StyleStats:
+            return self.encode_style(img, tile)
 
         results, region_passes = [], []
         # Colour modes recolour the styles to each content image, so those work image by image.
@@ -407,7 +339,7 @@ class StyleTransfer:
         for gi, xg in enumerate(groups):
             ref = xg[0]
             net_in = AF.luminance_image(xg) if preserve_color == "luminance" else xg
-            stats = [self._region_stats(r, ref, preserve_color, tile) for r in regions]
+            stats = [region_stats(r, ref, preserve_color, encode) for r in regions]
             means = torch.stack([m.flatten() for m, _ in stats])
             stds = torch.stack([s.flatten() for _, s in stats])
             alphas = [float(r.alpha) for r in regions]
@@ -417,7 +349,7 @@ class StyleTransfer:
                 t = AF.adain_blend(feat, dev_means[0].view(1, -1, 1, 1), dev_stds[0].view(1, -1, 1, 1), alphas[0])
             else:
                 mg = soft if preserve_color == "none" else soft[gi : gi + 1]
-                mf = AF.downsample_masks(self._pad_masks(mg), (feat.shape[-2], feat.shape[-1])).to(feat.device)
+                mf = AF.downsample_masks(pad_masks(mg), (feat.shape[-2], feat.shape[-1])).to(feat.device)
                 t = AF.regional_adain(feat, mf, dev_means, dev_stds, alphas)
             outs = [self._decode(t, (h, w), tile)]
             if passes:
@@ -434,35 +366,9 @@ class StyleTransfer:
         if single:
             combined = combined[0]
         if not passes:
-            return combined
+            return StylizeResult(combined, [])
         per_region = [torch.cat([rp[i] for rp in region_passes]) for i in range(len(regions))]
         return StylizeResult(combined, [p[0] for p in per_region] if single else per_region)
-
-    @staticmethod
-    def _prepare_masks(masks: torch.Tensor, n: int, r: int, size: tuple[int, int]) -> torch.Tensor:
-        """Label map or soft masks -> (N, R, H, W) float weights at image resolution."""
-        if not isinstance(masks, torch.Tensor):
-            raise InputError(f"masks must be a tensor, got {type(masks).__name__}")
-        if masks.is_floating_point():
-            m = masks.unsqueeze(0) if masks.dim() == 3 else masks
-            if m.dim() != 4 or m.shape[1] != r or m.shape[0] not in (1, n) or tuple(m.shape[-2:]) != size:
-                raise InputError(f"soft masks must be (N, {r}, {size[0]}, {size[1]}) for {r} regions, got {tuple(masks.shape)}")
-            if (m < 0).any():
-                raise InputError("soft masks must be non-negative weights")
-            return m.float().expand(n, -1, -1, -1)
-        m = AF.labels_to_masks(masks, r)
-        if tuple(m.shape[-2:]) != size or m.shape[0] not in (1, n):
-            raise InputError(f"label map must be (N, {size[0]}, {size[1]}) like the content, got {tuple(masks.shape)}")
-        return m.expand(n, -1, -1, -1)
-
-    @staticmethod
-    def _pad_masks(m: torch.Tensor) -> torch.Tensor:
-        """Replicate-pad masks to a multiple of 8 as the encoder pads the image, so cells align."""
-        h, w = m.shape[-2:]
-        ph, pw = -h % 8, -w % 8
-        if not (ph or pw):
-            return m
-        return torch.nn.functional.pad(m, (0, pw, 0, ph), mode="replicate")
 
     def info(self) -> dict[str, str]:
         """Weights, device and precision, for ``adain info`` and the backend's ``hello``."""

@@ -16,7 +16,7 @@ from typing import overload
 import numpy as np
 import torch
 
-from adain import AdainError, CancelledError, InputError, Region, StyleStats, StyleTransfer, StylizeResult
+from adain import AdainError, CancelledError, InputError, Region, StyleStats, StyleTransfer
 from adain_wire.protocol import ErrorCode, ModelInfo, Passes, RegionSpec
 from backend.config import Config
 from backend.device_pixels import as_tensor, download_frame, upload_frame, upload_labels
@@ -210,19 +210,19 @@ class ModelService:
             masks = upload_labels(task.masks, device)
         else:
             masks = as_tensor(task.masks).to(device)
-        want_passes = task.passes.regions
-        if masks is None:
-            r = regions[0]
-            result = model.stylize(rgb, list(r.styles), r.alpha, weights=r.weights, preserve_color=task.preserve_color,
-                                   tile=task.tile, passes=want_passes, on_device=True,
-                                   should_stop=task.should_stop)  # fmt: skip
+        if masks is None:  # one region over the whole frame: its styles as the style mix
+            styles, weights, r_alpha, by_mask = list(regions[0].styles), regions[0].weights, regions[0].alpha, None
         else:
-            result = model.stylize(rgb, regions=regions, masks=masks, preserve_color=task.preserve_color,
-                                   tile=task.tile, passes=want_passes, on_device=True,
-                                   should_stop=task.should_stop)  # fmt: skip
-        if isinstance(result, StylizeResult):
+            styles, weights, r_alpha, by_mask = None, None, 1.0, regions
+        if task.passes.regions:
+            result = model.stylize_passes(rgb, styles, r_alpha, weights=weights, regions=by_mask, masks=masks,
+                                          preserve_color=task.preserve_color, tile=task.tile, on_device=True,
+                                          should_stop=task.should_stop)  # fmt: skip
             return _output(task, result.combined, result.passes, alpha)
-        return _output(task, result, [], alpha)
+        out = model.stylize(rgb, styles, r_alpha, weights=weights, regions=by_mask, masks=masks,
+                            preserve_color=task.preserve_color, tile=task.tile, on_device=True,
+                            should_stop=task.should_stop)  # fmt: skip
+        return _output(task, out, [], alpha)
 
     def _style(self, style_id: str) -> StyleStats:
         stats = self.styles.get(style_id)

@@ -7,6 +7,7 @@ import torch
 
 from adain import AdainError, CancelledError, InputError, Region, StyleStats, StyleTransfer, StylizeResult
 from adain import functional as AF
+from adain.regions import pad_masks
 
 
 def test_load_default_uses_local_weights(model):
@@ -63,7 +64,7 @@ def test_each_region_gets_its_own_style_statistics(model, content_img, style_img
     labels = torch.zeros(h, w, dtype=torch.long)
     labels[:, w // 2 :] = 1
     feat = model.features(content_img)["relu4_1"]
-    masks = AF.downsample_masks(StyleTransfer._pad_masks(AF.labels_to_masks(labels, 2)), tuple(feat.shape[-2:]))
+    masks = AF.downsample_masks(pad_masks(AF.labels_to_masks(labels, 2)), tuple(feat.shape[-2:]))
     hard = (masks == 1).float()  # cells wholly inside one region
     t = AF.regional_adain(feat, hard, torch.stack([s0.mean, s1.mean]), torch.stack([s0.std, s1.std]))
     for r, s in enumerate((s0, s1)):
@@ -90,11 +91,27 @@ def test_regions_with_passes_and_alpha(model, content_img, style_imgs):
     soft = torch.zeros(1, 2, h, w)
     soft[:, 0, :, : w // 2] = 1
     soft[:, 1, :, w // 2 :] = 1
-    res = model.stylize(content_img, regions=[Region([s0], alpha=1.0), Region([s1], alpha=0.0)], masks=soft, passes=True)
+    res = model.stylize_passes(content_img, regions=[Region([s0], alpha=1.0), Region([s1], alpha=0.0)], masks=soft)
     assert isinstance(res, StylizeResult) and len(res.passes) == 2
     assert res.combined.shape == res.passes[0].shape == content_img.shape
     torch.testing.assert_close(res.passes[0], model.stylize(content_img, s0), atol=1e-5, rtol=0)
     torch.testing.assert_close(res.passes[1], model.stylize(content_img, s0, alpha=0.0), atol=1e-5, rtol=0)
+
+
+def test_stylize_returns_a_tensor_and_stylize_passes_a_result_of_the_same_shapes(model, content_img, style_imgs):
+    """One return type each (issue 15): ``stylize`` an image, ``stylize_passes`` a StylizeResult whose combined image is
+    ``stylize``'s; with a lone style there is one pass, that style over the whole frame, i.e. the same image."""
+    s0 = model.encode_style(style_imgs[0])
+    batch = torch.stack([content_img, content_img.flip(-1)])[..., :40, :48]
+    for content in (batch, batch[0]):
+        out = model.stylize(content, s0, 0.6)
+        res = model.stylize_passes(content, s0, 0.6)
+        assert isinstance(out, torch.Tensor) and isinstance(res, StylizeResult)
+        assert len(res.passes) == 1 and res.combined.shape == res.passes[0].shape == out.shape == content.shape
+        torch.testing.assert_close(res.combined, out, atol=1e-6, rtol=0)
+        torch.testing.assert_close(res.passes[0], out, atol=1e-6, rtol=0)
+    with pytest.raises(TypeError):
+        model.stylize(batch, s0, passes=True)
 
 
 @pytest.mark.parametrize("mode", ["coral", "luminance"])
@@ -236,8 +253,8 @@ def test_compiled_networks_give_the_eager_result_on_cpu(model, content_img, styl
     stats = [model.encode_style(s) for s in style_imgs[:2]]
     labels = (torch.arange(80) * 2 // 80).view(1, -1).expand(64, -1)
     regions = [Region([stats[0]]), Region([stats[1]], alpha=0.5)]
-    got = compiled.stylize(content, regions=regions, masks=labels, passes=True)
-    ref = model.stylize(content, regions=regions, masks=labels, passes=True)
+    got = compiled.stylize_passes(content, regions=regions, masks=labels)
+    ref = model.stylize_passes(content, regions=regions, masks=labels)
     assert isinstance(got, StylizeResult) and isinstance(ref, StylizeResult)
     torch.testing.assert_close(got.combined, ref.combined, atol=2e-4, rtol=0)
     for g, r in zip(got.passes, ref.passes, strict=True):
@@ -257,8 +274,8 @@ def test_compiled_networks_on_cuda_match_eager(mode, content_img, style_imgs):
     labels = (torch.arange(w) * 3 // w).view(1, -1).expand(h, -1)
     regions = [Region([s]) for s in stats]
     for _ in range(3):  # graphs are recorded after warm-up runs; the replays are what must match
-        got = fast.stylize(content_img, regions=regions, masks=labels, passes=True)
-    ref = eager.stylize(content_img, regions=regions, masks=labels, passes=True)
+        got = fast.stylize_passes(content_img, regions=regions, masks=labels)
+    ref = eager.stylize_passes(content_img, regions=regions, masks=labels)
     assert isinstance(got, StylizeResult) and isinstance(ref, StylizeResult)
     assert float((got.combined - ref.combined).abs().mean()) < 2 / 255
     for g, r in zip(got.passes, ref.passes, strict=True):

@@ -319,7 +319,7 @@ def test_real_model_soft_masks_blend_slots_and_keep_the_render_uncovered(real, m
     out = stylize_frame(real, StyleIds(), job, style_size=0)
     assert requests.count("stylize") == 1
     regions = [Region([stats(model, sa)], alpha=1.0), Region([stats(model, sb)], alpha=0.6)]
-    res = model.stylize(chw(frame), regions=regions, masks=torch.from_numpy(masks), passes=True)
+    res = model.stylize_passes(chw(frame), regions=regions, masks=torch.from_numpy(masks))
     weight = np.clip(masks.sum(axis=0), 0.0, 1.0)[..., None]
     want = hwc(res.combined) * weight + frame * (1.0 - weight)
     np.testing.assert_allclose(out.combined, want, atol=1e-5)
@@ -338,8 +338,8 @@ def test_real_model_two_colour_modes_are_two_requests_composed_by_masks(real, mo
     assert requests.count("stylize") == 2
     regions = [Region([stats(model, sa)]), Region([stats(model, sb)])]
     m = torch.from_numpy(masks)
-    plain = model.stylize(chw(frame), regions=regions, masks=m, preserve_color="none", passes=True)
-    luma = model.stylize(chw(frame), regions=regions, masks=m, preserve_color="luminance", passes=True)
+    plain = model.stylize_passes(chw(frame), regions=regions, masks=m, preserve_color="none")
+    luma = model.stylize_passes(chw(frame), regions=regions, masks=m, preserve_color="luminance")
     want = hwc(plain.combined) * masks[0, ..., None] + hwc(luma.combined) * masks[1, ..., None]
     want += frame * np.clip(1.0 - masks.sum(axis=0), 0.0, 1.0)[..., None]
     np.testing.assert_allclose(out.combined, want, atol=1e-5)

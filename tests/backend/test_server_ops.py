@@ -129,7 +129,7 @@ def test_regions_label_map_passes_and_alpha_channel(tcp, model):
     st1 = model.encode_style(torch.from_numpy(chw(STYLE[:, ::-1].copy())))
     both = [Region([st0], None, 0.9), Region([st1, st0], [1.0, 3.0], 0.5)]
     labels64 = torch.from_numpy(labels.astype(np.int64))
-    expected = model.stylize(torch.from_numpy(chw(FRAME)), regions=both, masks=labels64, passes=True)
+    expected = model.stylize_passes(torch.from_numpy(chw(FRAME)), regions=both, masks=labels64)
     np.testing.assert_allclose(chw(reply.combined)[:3], expected.combined.numpy(), atol=1e-5)
     for got, want in zip(reply.passes, expected.passes, strict=True):
         np.testing.assert_allclose(chw(got)[:3], want.numpy(), atol=1e-5)
