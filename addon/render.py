@@ -25,12 +25,13 @@ re-running the animation with Output > Overwrite off renders exactly the frames 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import bpy
 
-from . import colour
+from . import colour, temporal
 from .frames import FrameError
 from .render_maths import PASS, SceneSnapshot, slot_pass_name
 from .render_result import fail, process_result
@@ -154,4 +155,47 @@ def on_load_post(*_: Any) -> None:
 
 @bpy.app.handlers.persistent
 def on_render_init(scene: bpy.types.Scene, *_: Any) -> None:
+    if SESSION.seeding:  # a seed render started below: keep the history it is building
+        return
     SESSION.new_render()
+    if animation_job() and _hook.active:
+        seed_history(scene)
+
+
+ANIMATION_FLAGS = ("-a", "--render-anim")
+
+
+def animation_job() -> bool:
+    """Whether this is ``blender -b … -a``: a render farm's job, perhaps one chunk of a longer animation.
+
+    (A render_init handler cannot tell a still from an animation; the command line can. In the UI an animation is
+    one long run, which needs no seed.)"""
+    return bpy.app.background and any(arg in ANIMATION_FLAGS for arg in sys.argv)
+
+
+def seed_history(scene: bpy.types.Scene) -> None:
+    """Stylize the frames before the job's first one, without writing them, so that temporal smoothing starts from
+    the same history as in one long run (``temporal.seed_frames``): chunks of an animation rendered on different
+    machines join up. Nothing to do with smoothing off, AdaIN off or another engine."""
+    st = getattr(scene, "adain", None)
+    if st is None or not st.enabled or scene.render.engine != "CYCLES":
+        return
+    first, current = scene.frame_start, scene.frame_current
+    scene.frame_set(first)
+    n = temporal.seed_frames(float(st.temporal))  # (the strength as keyed at the first frame)
+    if n == 0:
+        scene.frame_set(current)
+        return
+    print(f"AdaIN: seeding temporal smoothing with frames {first - n}-{first - 1} (stylized, not written)", file=sys.stderr)
+    SESSION.seeding = True
+    try:
+        for frame in range(first - n, first):
+            scene.frame_set(frame)
+            bpy.ops.render.render(write_still=False, scene=scene.name)
+    except RuntimeError as e:  # the seed frame's error was reported; the job goes on, its first frame unsmoothed
+        log.warning("could not seed temporal smoothing: %s", e)
+        print(f"AdaIN: temporal smoothing not seeded, the first frame is not smoothed: {e}", file=sys.stderr)
+        SESSION.smoother.reset()
+    finally:
+        SESSION.seeding = False
+        scene.frame_set(current)

@@ -137,6 +137,11 @@ def _stylize_layer(
         fail(engine, frame, f"AdaIN: internal error on frame {frame} ({type(e).__name__}: {e}); the plain render is kept")
         return False
     msg = f"AdaIN: frame {frame} stylized in {time.perf_counter() - t0:.1f} s"
+    if SESSION.seeding:
+        msg = f"AdaIN: frame {frame} stylized to seed temporal smoothing (not written) in {time.perf_counter() - t0:.1f} s"
+        engine.update_stats("", msg)
+        print(msg, file=sys.stderr, flush=True)
+        return True
     for warning in (*snap.warnings, *colour.check_view(snap.view), *([note] if note else [])):
         msg += f" (warning: {warning})"
     status = SESSION.status
@@ -150,7 +155,7 @@ def _stylize_layer(
 
 def _smooth(engine: Any, snap: SceneSnapshot, layer: Any, job: FrameJob, out: FrameResult) -> tuple[FrameResult, str]:
     """Temporal smoothing of an animation frame's AdaIN pass (see ``temporal``); a note when it cannot run."""
-    if not getattr(engine, "is_animation", False):
+    if not getattr(engine, "is_animation", False) and not SESSION.seeding:
         return out, ""
     if snap.temporal <= 0.0:  # off at this frame: nothing to remember (two frames' worth of memory at 4K)
         SESSION.smoother.reset()
@@ -189,6 +194,9 @@ def layer_passes(view: colour.View, combined: np.ndarray, display: np.ndarray, o
 
 def fail(engine: Any, frame: int, message: str) -> None:
     """Record and report a frame that was not stylized (an error of the render: Blender shows it)."""
+    if SESSION.seeding:  # (a seed frame is not a frame of the animation: render.seed_history reports it)
+        print(message, file=sys.stderr, flush=True)
+        return
     status = SESSION.status
     status.frame, status.ok, status.message = frame, False, message
     status.failed_frames.add(frame)

@@ -61,6 +61,7 @@ class RenderSession:
         self._ids = StyleIds()
         self._ids_client: object | None = None
         self._client_lock = threading.Lock()  # one user of the backend connection at a time: a render or a restyle
+        self.seeding = False  # frames rendered before an animation's first one, only to seed temporal smoothing
 
     def ids_for(self, client: object) -> StyleIds:
         """The style ids known to ``client`` (forgotten when the connection is a new one). Hold ``client_lock``."""

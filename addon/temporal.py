@@ -11,6 +11,11 @@ frame, moved there:
 (within ``TOLERANCE`` of display values, softly). Where something appears from behind another object, leaves the
 frame or changes colour, the frame keeps its own stylization, so moving objects leave no trails.
 
+Render farms split an animation into chunks that run on different machines. The recursion remembers every frame
+before, weighted ``strength**n``, so a chunk starts by stylizing ``seed_frames(strength)`` frames before its first
+one without writing them (``render.seed_history``): its first frame then comes out as in one long run, within half
+an 8-bit level.
+
 Images are (H, W, C) float32 display-referred with rows top to bottom. ``flow_from_vector`` turns Blender's
 Vector pass (rows bottom to top, y up: x and y of the offset to the pixel's position in the previous frame, then
 the same toward the next frame) into that row order.
@@ -18,6 +23,7 @@ the same toward the next frame) into that row order.
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,6 +31,16 @@ from dataclasses import dataclass
 import numpy as np
 
 TOLERANCE = (0.04, 0.12)  # mean |RGB| difference of the renders: blend fully below, not at all above
+SEED_ERROR = 0.5 / 255  # what the frames before the seed may still change a chunk's first frame by (half a level)
+MAX_SEED_FRAMES = 64
+
+
+def seed_frames(strength: float) -> int:
+    """How many frames before a chunk's first one to stylize (and not write) so that the chunk comes out as in one
+    long run within SEED_ERROR: what is older than that reaches the chunk's first frame weighted strength**n."""
+    if strength <= 0.0:
+        return 0
+    return min(MAX_SEED_FRAMES, max(1, math.ceil(math.log(SEED_ERROR) / math.log(strength))))
 
 
 def flow_from_vector(vector: np.ndarray) -> np.ndarray:

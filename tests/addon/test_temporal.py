@@ -120,3 +120,13 @@ def test_smoothing_in_bands_on_threads_equals_the_whole_frame_formula(monkeypatc
     want = stylized * (1 - wt) + warped[..., :3] * wt
     np.testing.assert_allclose(smooth(stylized, content, prev_out, prev_content, flow, 0.6), want, atol=2e-6)
     np.testing.assert_array_equal(smooth(stylized, content, prev_out, prev_content, flow, 0.0), stylized)
+
+
+def test_seed_frames_leave_at_most_half_a_level_of_the_older_history():
+    from addon.temporal import MAX_SEED_FRAMES, SEED_ERROR, seed_frames
+
+    assert seed_frames(0.0) == 0
+    for strength in (0.1, 0.5, 0.7, 0.8, 0.9):  # (0.9: the panel's maximum, 60 frames)
+        n = seed_frames(strength)
+        assert strength**n <= SEED_ERROR < strength ** (n - 1)
+    assert seed_frames(0.99) == MAX_SEED_FRAMES

@@ -3,6 +3,7 @@ decoder), with and without smoothing along Cycles' own motion vectors."""
 
 from __future__ import annotations
 
+import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -102,3 +103,56 @@ def test_a_still_render_is_never_smoothed(model_backend: str, tmp_path: Path, st
         bpy.ops.render.render(write_still=True)
         assert SESSION.status.ok and "temporal" not in SESSION.status.message
     assert np.abs(read_png(tmp_path / "a.png") - read_png(tmp_path / "b.png")).max() <= 1
+
+
+def _farm_scene(strength: float) -> bpy.types.Scene:
+    """Noise that changes every frame and a cube that moves: what smoothing carries from frame to frame."""
+    scene = fresh_scene(width=48, height=36, samples=4)
+    scene.cycles.use_animated_seed = True
+    set_slot(scene, 0, "Everything", "OTHER", STYLE_COOL)
+    cube = bpy.data.objects["Cube"]
+    for frame, x in ((-20, -3.0), (12, 1.0)):
+        cube.location.x = x
+        cube.keyframe_insert("location", index=0, frame=frame)
+    scene.adain.temporal = strength
+    return scene
+
+
+def _job(scene: bpy.types.Scene, folder: Path, first: int, last: int) -> dict[int, np.ndarray]:
+    """What ``blender -b file.blend -s FIRST -e LAST -a`` renders (the add-on reads the job kind from sys.argv)."""
+    scene.frame_start, scene.frame_end = first, last
+    scene.render.filepath = str(folder / "f_")
+    bpy.ops.render.render(animation=True)
+    assert SESSION.status.ok, SESSION.status.message
+    assert sorted(SESSION.status.stylized_frames) == list(range(first, last + 1)), "seed frames are not frames of the job"
+    return {f: read_png(Path(scene.render.frame_path(frame=f))) for f in range(first, last + 1)}
+
+
+@pytest.mark.slow
+def test_a_farm_chunk_comes_out_as_in_one_long_run(model_backend: str, tmp_path: Path, monkeypatch) -> None:
+    """Frames 1-12 in one job, and as the chunks 1-6 and 7-12 (two machines): equal within 1/255, because each job
+    first stylizes, without writing, the frames before its first one (temporal.seed_frames: 9 at strength 0.5)."""
+    from addon import temporal
+
+    monkeypatch.setattr(sys, "argv", ["blender", "-b", "farm.blend", "-a"])
+    assert bpy.app.background
+    scene = _farm_scene(0.5)
+    assert temporal.seed_frames(0.5) == 9
+    whole = _job(scene, tmp_path / "whole", 1, 12)
+    assert not list((tmp_path / "whole").glob("f_000[0]*")) and not list((tmp_path / "whole").glob("f_-*")), (
+        "seed frames are not written"
+    )
+    chunks = {**_job(scene, tmp_path / "a", 1, 6), **_job(scene, tmp_path / "b", 7, 12)}
+    worst = max(int(np.abs(whole[f].astype(np.int16) - chunks[f]).max()) for f in whole)
+    assert worst <= 1, f"a chunk's frames differ from the long run's by up to {worst}/255"
+    # and the seed matters: without it, the second chunk's first frame is not smoothed and differs
+    monkeypatch.setattr(sys, "argv", ["blender", "-b", "farm.blend"])
+    unseeded = _job(scene, tmp_path / "c", 7, 7)[7]
+    assert np.abs(unseeded.astype(np.int16) - whole[7]).max() > 1
+
+
+def test_smoothing_off_keeps_no_history_and_seeds_nothing(identity_backend: str, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["blender", "-b", "farm.blend", "-a"])
+    scene = _farm_scene(0.0)
+    _job(scene, tmp_path, 3, 4)
+    assert SESSION.smoother._previous == {}
