@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import struct
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,6 +88,45 @@ def test_tensorfile_roundtrip_and_bad_files(tmp_path):
     (tmp_path / "short").write_bytes(b"abc")
     with pytest.raises(WeightsError, match="not a safetensors"):
         load_tensors(tmp_path / "short")
+
+
+def _read_by_the_spec(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """An independent reader, straight from the format's definition (8-byte little-endian header length, a JSON header
+    of dtype, shape and data offsets, then the data), to check ``load_tensors`` against."""
+    data = path.read_bytes()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + n])
+    meta = header.pop("__metadata__", {})
+    kinds = {"F32": np.float32, "F16": np.float16, "BF16": np.int16, "F64": np.float64, "I64": np.int64, "U8": np.uint8}
+    out = {}
+    for name, info in header.items():
+        begin, end = info["data_offsets"]
+        arr = np.frombuffer(data[8 + n + begin : 8 + n + end], dtype=np.dtype(kinds[info["dtype"]]).newbyteorder("<"))
+        t = torch.from_numpy(arr.copy()).reshape(info["shape"])
+        out[name] = t.view(torch.bfloat16) if info["dtype"] == "BF16" else t
+    return out, meta
+
+
+@pytest.mark.parametrize("name", ["decoder.safetensors", "vgg19_norm_scales.safetensors"])
+def test_shipped_weights_load_as_the_format_defines_them(name):
+    """The shipped files read through the safetensors library give exactly the tensors and metadata the format holds."""
+    path = Path(__file__).resolve().parents[2] / "adain" / "data" / name
+    got, meta = load_tensors(path)
+    want, want_meta = _read_by_the_spec(path)
+    assert got and meta == want_meta and sorted(got) == sorted(want)
+    for k, v in want.items():
+        assert got[k].dtype == v.dtype and got[k].shape == v.shape and torch.equal(got[k], v), k
+
+
+def test_saved_files_follow_the_format(tmp_path):
+    """What ``save_tensors`` writes is plain safetensors, read back by the spec reader too (bf16 and views included)."""
+    base = torch.randn(4, 6)
+    tensors = {"view": base[1:3], "t": base.t(), "bf": torch.randn(3).bfloat16(), "i": torch.arange(4)}
+    save_tensors(tmp_path / "x.safetensors", tensors, {"n": "1"})
+    back, meta = _read_by_the_spec(tmp_path / "x.safetensors")
+    assert meta == {"n": "1"} and not (tmp_path / "x.safetensors.tmp").exists()
+    for k, v in tensors.items():
+        assert torch.equal(back[k], v), k
 
 
 def _port_state(module_index: dict[int, str], net: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]:
