@@ -1,0 +1,87 @@
+"""The warping error of Lai et al. 2018 ("Learning Blind Video Temporal Consistency") on a rendered animation, with
+the renderer's exact motion instead of an optical-flow estimate (no bpy: numpy and ``addon.temporal``).
+
+    E = mean over t of  sum_p M_t(p) * ||O_t(p) - W(O_{t-1})(p)||^2  /  sum_p M_t(p)
+
+- ``O_t``: the frames as shown, (H, W, 3) display-referred in [0, 1], rows top to bottom; ||.||^2 sums the three
+  channels.
+- ``W`` warps the previous frame along Blender's Vector pass, whose first two channels point from each pixel to
+  where its surface was one frame earlier (``addon.temporal.flow_from_vector``, bilinear).
+- ``M_t``, the non-occlusion mask, comes from the render's own motion: a pixel counts where its source lies inside
+  the previous frame and the motion is consistent both ways. Following the vector to the previous frame and then
+  that frame's motion to the next frame (the Vector pass's last two channels) must come back to the pixel within
+  ``CONSISTENCY_PX``. Surfaces that were hidden in the previous frame, or that leave the frame, fail the test.
+
+The lag figure says how far smoothed frames trail the per-frame ones after a sudden change (a keyed alpha or
+style). It finds the per-frame sequence's largest jump, which must stand out, and counts the frames until the
+smoothed output is within 1/4 of its largest distance from the per-frame output.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from addon.temporal import flow_from_vector, warp
+
+CONSISTENCY_PX = 0.5
+
+
+def next_flow(vector: np.ndarray) -> np.ndarray:
+    """The Vector pass's last two channels as (H, W, 2) offsets (dx, drow) to where each pixel will be in the next
+    frame, top row first. Blender writes them as "current minus next" (x, y up), the opposite sense of the first two
+    ("previous minus current"): a surface in steady motion has the same four-channel vector as (a, b, a, b). Checked
+    against real Cycles renders in tests/blender/test_warp_error.py."""
+    v = vector[::-1]
+    return np.ascontiguousarray(np.stack([-v[..., 2], v[..., 3]], axis=-1), np.float32)
+
+
+def non_occlusion(vector_t: np.ndarray, vector_prev: np.ndarray) -> np.ndarray:
+    """(H, W) float mask M_t: 1 where frame t's pixel is seen, and consistently moved, in frame t-1."""
+    back = flow_from_vector(vector_t)
+    forth_prev, inside = warp(next_flow(vector_prev), back)  # frame t-1's forward motion, at where the pixel was
+    round_trip = np.linalg.norm(back + forth_prev, axis=-1)
+    return (inside & (round_trip < CONSISTENCY_PX)).astype(np.float32)
+
+
+def frame_errors(frames: list[np.ndarray], vectors: list[np.ndarray]) -> list[float]:
+    """The masked mean squared difference of each frame t >= 1 with frame t-1 moved onto it."""
+    if len(frames) != len(vectors) or len(frames) < 2:
+        raise ValueError(f"need as many Vector passes as frames, at least 2; got {len(frames)} and {len(vectors)}")
+    out = []
+    for t in range(1, len(frames)):
+        mask = non_occlusion(vectors[t], vectors[t - 1])
+        moved, _ = warp(frames[t - 1], flow_from_vector(vectors[t]))
+        sq = ((frames[t] - moved) ** 2).sum(axis=-1)
+        out.append(float((sq * mask).sum() / max(float(mask.sum()), 1.0)))
+    return out
+
+
+def warping_error(frames: list[np.ndarray], vectors: list[np.ndarray]) -> float:
+    return float(np.mean(frame_errors(frames, vectors)))
+
+
+@dataclass(frozen=True)
+class Lag:
+    frame: int | None  # index of the change in the sequence (None: no change stands out)
+    frames: int  # how many frames the smoothed output needed to come within 1/4 of its largest distance
+    peak: float  # that largest mean |smoothed - per-frame| after the change
+
+
+def lag(per_frame: list[np.ndarray], smoothed: list[np.ndarray], vectors: list[np.ndarray]) -> Lag:
+    """How long the smoothed frames trail the per-frame ones after the largest per-frame change."""
+    errors = frame_errors(per_frame, vectors)
+    jump = int(np.argmax(errors))
+    others = np.delete(np.asarray(errors), jump)
+    if len(others) and errors[jump] < 3.0 * float(np.median(others)) + 1e-6:
+        return Lag(None, 0, 0.0)
+    start = jump + 1  # the index of the frame the change appears in
+    gap = [float(np.abs(smoothed[t] - per_frame[t]).mean()) for t in range(start, len(per_frame))]
+    peak = max(gap)
+    trailing = next((i for i, g in enumerate(gap) if i > int(np.argmax(gap)) and g <= peak / 4), len(gap))
+    return Lag(start, trailing, peak)

@@ -1,0 +1,82 @@
+"""scripts/temporal_eval.py's measurement in real Blender: the warping error along Cycles' own Vector pass, on a case
+whose answer is known. A textured plane, seen by an orthographic camera, slides exactly one pixel per frame: the
+rendered frames move one pixel each, so the error of the render itself is near 0; noise of a known size added to
+each frame gives 3 channels x 2 sigma^2.
+
+(The plane moves, not the camera: Cycles 4.5 writes a moving *orthographic* camera's motion 11 % too long in the
+Vector pass, 1.11 px for a 1 px pan, while the frames move exactly 1 px; see docs/temporal.md.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from tests.blender.scene import fresh_scene, set_slot
+from tests.blender.test_render import STYLE_COOL
+from tests.scripts.script_loader import load_script
+
+from addon import render  # isort: skip  (scene.py put the repository on sys.path)
+from addon.session import SESSION  # isort: skip
+
+W, H, FRAMES = 64, 40, 5
+
+
+def _panning_plane() -> bpy.types.Scene:
+    scene = fresh_scene(width=W, height=H, samples=32)
+    for name in ("Cube", "Sphere", "Floor"):
+        bpy.data.objects.remove(bpy.data.objects[name])
+    bpy.ops.mesh.primitive_plane_add(size=40, location=(0, 0, 0))
+    m = bpy.data.materials.new("Texture")
+    m.use_nodes = True
+    nodes, links = m.node_tree.nodes, m.node_tree.links
+    noise = nodes.new("ShaderNodeTexNoise")
+    noise.inputs["Scale"].default_value = 1.5
+    emission = nodes.new("ShaderNodeEmission")
+    links.new(noise.outputs["Color"], emission.inputs["Color"])
+    links.new(emission.outputs["Emission"], nodes["Material Output"].inputs["Surface"])
+    bpy.context.object.data.materials.append(m)
+    plane = bpy.context.object
+    camera = scene.camera
+    camera.data.type = "ORTHO"
+    camera.data.ortho_scale = 8.0
+    camera.rotation_euler, camera.location = (0, 0, 0), (0, 0, 10)
+    pixel = camera.data.ortho_scale / W  # world units per pixel
+    for frame in range(0, FRAMES + 2):  # a key on every frame: exact positions whatever the interpolation
+        plane.location = (-(frame - 1) * pixel, 0, 0)
+        plane.keyframe_insert("location", frame=frame)
+    scene.frame_start, scene.frame_end = 1, FRAMES
+    for vl in scene.view_layers:
+        vl.use_pass_vector = True
+    set_slot(scene, 0, "Everything", "OTHER", STYLE_COOL)
+    return scene
+
+
+def test_a_one_pixel_pan_has_no_warping_error_and_noise_has_its_known_one(
+    identity_backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    te, we = load_script("temporal_eval"), load_script("warp_error")
+    monkeypatch.setattr(render, "process_result", render.process_result)  # (the tap wraps it: restored afterwards)
+    tap = te.Tap()
+    tap.install()
+    scene = _panning_plane()
+    scene.render.filepath = str(tmp_path / "f_")
+    bpy.ops.render.render(animation=True)
+    assert SESSION.status.ok, SESSION.status.message
+    frames = [tap.frames[f] for f in range(1, FRAMES + 1)]
+    vectors = [tap.vectors[f] for f in range(1, FRAMES + 1)]
+    assert np.abs(frames[1][:, 1:] - frames[0][:, :-1]).mean() > 5 * np.abs(frames[1] - frames[0]).mean() / 100, (
+        "the frames must differ (the plane is textured)"
+    )
+    dx = float(np.median(vectors[2][..., 0]))
+    assert abs(abs(dx) - 1.0) < 0.01, f"the pan should move every pixel by one, the Vector pass says {dx}"
+    plain = we.warping_error(frames, vectors)
+    assert plain < 2e-4, f"the render moved along its own motion should match itself: {plain}"
+    sigma = 0.04
+    rng = np.random.default_rng(0)
+    noisy = [f + rng.normal(0, sigma, f.shape).astype(np.float32) for f in frames]
+    assert we.warping_error(noisy, vectors) == pytest.approx(3 * 2 * sigma**2 + plain, rel=0.1)
+    wrong = [np.zeros_like(v) for v in vectors]  # and motion ignored: clearly not near 0
+    assert we.warping_error(frames, wrong) > 20 * plain
