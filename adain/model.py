@@ -36,11 +36,11 @@ from adain.weights import (
     load_decoder,
     load_encoder_file,
 )
-from adain_wire.options import COLOR_MODES
+from adain_wire.options import COLOR_MODES, COMPILE_MODES, PRECISIONS
 
-__all__ = [  # (the devices and regions names are re-exported: they lived here before)
-    "ColorMode", "Region", "StyleStats", "StyleTransfer", "StylizeResult", "check_compile_mode", "cpu_supports_bf16",
-    "resolve_device", "resolve_precision",
+__all__ = [  # (the devices, regions and options names are re-exported: they were here before)
+    "COLOR_MODES", "COMPILE_MODES", "PRECISIONS", "ColorMode", "Region", "StyleStats", "StyleTransfer", "StylizeResult",
+    "check_compile_mode", "cpu_supports_bf16", "resolve_device", "resolve_precision",
 ]  # fmt: skip
 
 ColorMode = Literal["none", "coral", "luminance"]  # adain_wire.options.COLOR_MODES, for type checkers
