@@ -19,12 +19,13 @@ _registered: list[type] = []
 def register() -> None:
     import bpy
 
-    from . import engine_watch, operators, panels, properties, render
+    from . import engine_watch, image_operators, operators, panels, properties, render
 
-    for cls in (*properties.CLASSES, *operators.CLASSES, *panels.CLASSES):
+    for cls in (*properties.CLASSES, *operators.CLASSES, *image_operators.CLASSES, *panels.CLASSES):
         bpy.utils.register_class(cls)
         _registered.append(cls)
     properties.register_props()
+    image_operators.register_menu()
     render.install()
     bpy.app.handlers.render_init.append(render.on_render_init)
     bpy.app.handlers.load_post.append(render.on_load_post)
@@ -36,8 +37,9 @@ def register() -> None:
 def unregister() -> None:
     import bpy
 
-    from . import engine_watch, properties, render, session, session_backend
+    from . import engine_watch, image_operators, properties, render, session, session_backend
 
+    image_operators.unregister_menu()
     engine_watch.unwatch()
     init, load = bpy.app.handlers.render_init, bpy.app.handlers.load_post
     hooks = ((init, render.on_render_init), (load, render.on_load_post), (init, engine_watch.on_render_init),

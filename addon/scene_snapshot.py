@@ -29,15 +29,7 @@ def snapshot(scene: bpy.types.Scene) -> SceneSnapshot:
     for slot in st.slots:
         if not slot.enabled:
             continue
-        styles = tuple((style_source(s.image), float(s.weight)) for s in slot.styles if s.image is not None and s.weight > 0)
-        if not styles:
-            raise FrameError(f"style slot {slot.name!r} has no style image with a weight above 0: add one or disable it")
-        size = int(slot.style_size)
-        if 0 < size < STYLE_SIZES[0]:
-            raise FrameError(
-                f"style slot {slot.name!r}: style size {size} is too small: use 0 (the scene's) or {STYLE_SIZES[0]} and up"
-            )
-        job = SlotJob(slot.name, styles, float(np.clip(slot.alpha * st.alpha, 0.0, 1.0)), slot.preserve_color, size or None)
+        job = slot_job(slot, st.alpha)
         names = frozenset(target_names(slot))
         if slot.target != "OTHER" and not names:
             raise FrameError(f"style slot {slot.name!r} lists no {slot.target.lower()}: add some or disable the slot")
@@ -49,6 +41,21 @@ def snapshot(scene: bpy.types.Scene) -> SceneSnapshot:
         scene=scene.name, temporal=float(st.temporal), motion_blur=bool(scene.render.use_motion_blur),
         warnings=tuple(compositor.output_warnings(getattr(scene, "original", scene))),
     )  # fmt: skip
+
+
+def slot_job(slot: Any, global_alpha: float = 1.0) -> SlotJob:
+    """A style slot's styles (with weights above 0), alpha (times ``global_alpha``), colour mode and style size as
+    the backend gets them; FrameError when the slot cannot be stylized as it is."""
+    styles = tuple((style_source(s.image), float(s.weight)) for s in slot.styles if s.image is not None and s.weight > 0)
+    if not styles:
+        raise FrameError(f"style slot {slot.name!r} has no style image with a weight above 0: add one or disable it")
+    size = int(slot.style_size)
+    if 0 < size < STYLE_SIZES[0]:
+        raise FrameError(
+            f"style slot {slot.name!r}: style size {size} is too small: use 0 (the scene's) or {STYLE_SIZES[0]} and up"
+        )
+    alpha = float(np.clip(slot.alpha * global_alpha, 0.0, 1.0))
+    return SlotJob(slot.name, styles, alpha, slot.preserve_color, size or None)
 
 
 def target_names(slot: Any) -> set[str]:
