@@ -154,6 +154,29 @@ def render_mode(mode: str, blend: Path, first: int, last: int, strength: float, 
         sys.argv = argv
 
 
+def keyed_change(blend: Path, first: int, last: int) -> int | None:
+    """The frame (first+1 .. last) where the slots' keyed alphas and style weights change most, if by 0.1 or more."""
+    import bpy
+
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    scene = bpy.context.scene
+
+    def state() -> list[float]:
+        return [v for slot in scene.adain.slots for v in (slot.alpha, *(s.weight for s in slot.styles))]
+
+    best, where = 0.0, None
+    scene.frame_set(first)
+    before = state()
+    for f in range(first + 1, last + 1):
+        scene.frame_set(f)
+        now = state()
+        step = sum(abs(a - b) for a, b in zip(now, before, strict=True))
+        if step > best:
+            best, where = step, f
+        before = now
+    return where if best >= 0.1 else None
+
+
 def strip(runs: dict[str, list[np.ndarray]], count: int = 5) -> np.ndarray:
     """Rows plain / per-frame / smoothed, ``count`` frames spread over the range, 2-pixel white gaps."""
     n = len(runs["plain"])
@@ -226,16 +249,18 @@ def main(argv: list[str] | None = None) -> int:
         session_backend.shutdown()
     errors = {mode: warp_error.warping_error(runs[mode], vectors) for mode in MODES}
     ratio = errors["smoothed"] / max(errors["per_frame"], 1e-12)
-    lag = warp_error.lag(runs["per_frame"], runs["smoothed"], vectors)
+    change = keyed_change(args.blend, first, last)
+    lag = warp_error.lag(runs["per_frame"], runs["smoothed"], vectors, None if change is None else change - first)
     print(f"warp error: plain {errors['plain']:.5f}, per-frame {errors['per_frame']:.5f}, smoothed {errors['smoothed']:.5f} "
           f"(S/F = {ratio:.2f})")  # fmt: skip
     if lag.frame is None:
-        print("lag: no sudden change in the per-frame output to measure it on")
+        print("lag: no keyed alpha or style change, and no sudden change in the per-frame output, to measure it on")
     else:
         print(f"lag: after the change at frame {first + lag.frame}, the smoothed frames needed {lag.frames} frame(s) to "
               f"come within 1/4 of their largest distance from the per-frame ones ({lag.peak * 255:.1f} levels)")  # fmt: skip
     figures = {"plain": errors["plain"], "per_frame": errors["per_frame"], "smoothed": errors["smoothed"], "ratio": ratio,
                "frames": last - first + 1, "strength": args.strength, "blend": str(args.blend),
+               "per_frame_errors": {mode: warp_error.frame_errors(runs[mode], vectors) for mode in MODES},
                "lag": {"change_frame": None if lag.frame is None else first + lag.frame, "frames": lag.frames,
                        "peak_levels": round(lag.peak * 255, 2)}}  # fmt: skip
     if args.json:

@@ -13,8 +13,9 @@ the renderer's exact motion instead of an optical-flow estimate (no bpy: numpy a
   ``CONSISTENCY_PX``. Surfaces that were hidden in the previous frame, or that leave the frame, fail the test.
 
 The lag figure says how far smoothed frames trail the per-frame ones after a sudden change (a keyed alpha or
-style). It finds the per-frame sequence's largest jump, which must stand out, and counts the frames until the
-smoothed output is within 1/4 of its largest distance from the per-frame output.
+style: ``temporal_eval`` finds them in the file's keys; without one, the per-frame sequence's largest jump if it
+stands out). It counts the frames until the smoothed output is within 1/4 of its largest distance from the
+per-frame output.
 """
 
 from __future__ import annotations
@@ -73,15 +74,18 @@ class Lag:
     peak: float  # that largest mean |smoothed - per-frame| after the change
 
 
-def lag(per_frame: list[np.ndarray], smoothed: list[np.ndarray], vectors: list[np.ndarray]) -> Lag:
-    """How long the smoothed frames trail the per-frame ones after the largest per-frame change."""
-    errors = frame_errors(per_frame, vectors)
-    jump = int(np.argmax(errors))
-    others = np.delete(np.asarray(errors), jump)
-    if len(others) and errors[jump] < 3.0 * float(np.median(others)) + 1e-6:
-        return Lag(None, 0, 0.0)
-    start = jump + 1  # the index of the frame the change appears in
-    gap = [float(np.abs(smoothed[t] - per_frame[t]).mean()) for t in range(start, len(per_frame))]
+def lag(per_frame: list[np.ndarray], smoothed: list[np.ndarray], vectors: list[np.ndarray], change: int | None = None) -> Lag:
+    """How long the smoothed frames trail the per-frame ones after a change: at index ``change`` (a keyed alpha or
+    style change the caller knows of), or else the per-frame sequence's largest jump if it stands out (3x the
+    median of the others)."""
+    if change is None:
+        errors = frame_errors(per_frame, vectors)
+        jump = int(np.argmax(errors))
+        others = np.delete(np.asarray(errors), jump)
+        if len(others) and errors[jump] < 3.0 * float(np.median(others)) + 1e-6:
+            return Lag(None, 0, 0.0)
+        change = jump + 1  # the index of the frame the change appears in
+    gap = [float(np.abs(smoothed[t] - per_frame[t]).mean()) for t in range(change, len(per_frame))]
     peak = max(gap)
     trailing = next((i for i, g in enumerate(gap) if i > int(np.argmax(gap)) and g <= peak / 4), len(gap))
-    return Lag(start, trailing, peak)
+    return Lag(change, trailing, peak)
