@@ -1,6 +1,6 @@
 """The wire protocol between the add-on's client and the stylization backend, version 1: import it from here.
 
-``docs/protocol.md`` is the authoritative description; three modules implement it for both sides, and this one
+``docs/protocol.md`` is the authoritative description; these modules implement it for both sides, and this one
 gathers their public names:
 
 - ``messages``: the typed request and reply classes, ``ErrorCode``, ``ProtocolError``, the dtypes the protocol
@@ -8,7 +8,8 @@ gathers their public names:
 - ``codec``: ``encode_request`` / ``encode_reply`` to a list of ZeroMQ frames, strict ``decode_request`` (the
   backend rejects anything the spec does not allow, with a ``ProtocolError`` carrying an error code) and lenient
   ``decode_reply`` (unknown reply fields are ignored, so a newer backend can add some);
-- ``reader``: the checked header access the decoders use.
+- ``schema``: every message's fields, declared once (key, type, default, array dtypes and ranks, checks), over
+  which the codec runs; ``fields`` the kinds of field, ``reader`` the checked header access the decoders use.
 
 Imports neither bpy nor torch (numpy and msgpack only): the add-on and the backend both import it as
 ``from adain_wire.protocol import ...``.
