@@ -256,8 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     if lag.frame is None:
         print("lag: no keyed alpha or style change, and no sudden change in the per-frame output, to measure it on")
     else:
-        print(f"lag: after the change at frame {first + lag.frame}, the smoothed frames needed {lag.frames} frame(s) to "
-              f"come within 1/4 of their largest distance from the per-frame ones ({lag.peak * 255:.1f} levels)")  # fmt: skip
+        print(f"lag: after the change at frame {first + lag.frame}, the smoothed frames trailed the per-frame ones by up to "
+              f"{lag.peak * 255:.1f} levels more than usual, down to 1/4 of that after {lag.frames} frame(s)")  # fmt: skip
     figures = {"plain": errors["plain"], "per_frame": errors["per_frame"], "smoothed": errors["smoothed"], "ratio": ratio,
                "frames": last - first + 1, "strength": args.strength, "blend": str(args.blend),
                "per_frame_errors": {mode: warp_error.frame_errors(runs[mode], vectors) for mode in MODES},

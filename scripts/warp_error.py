@@ -14,8 +14,9 @@ the renderer's exact motion instead of an optical-flow estimate (no bpy: numpy a
 
 The lag figure says how far smoothed frames trail the per-frame ones after a sudden change (a keyed alpha or
 style: ``temporal_eval`` finds them in the file's keys; without one, the per-frame sequence's largest jump if it
-stands out). It counts the frames until the smoothed output is within 1/4 of its largest distance from the
-per-frame output.
+stands out). Smoothed frames always differ from per-frame ones somewhat (that is the smoothing); after a change the
+difference grows. The lag counts the frames until that extra difference, beyond its median before the change, is
+down to 1/4 of its peak.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ def warping_error(frames: list[np.ndarray], vectors: list[np.ndarray]) -> float:
 @dataclass(frozen=True)
 class Lag:
     frame: int | None  # index of the change in the sequence (None: no change stands out)
-    frames: int  # how many frames the smoothed output needed to come within 1/4 of its largest distance
-    peak: float  # that largest mean |smoothed - per-frame| after the change
+    frames: int  # frames until the smoothed output's extra distance from the per-frame one fell to 1/4 of its peak
+    peak: float  # that peak: mean |smoothed - per-frame| after the change, beyond its median before the change
 
 
 def lag(per_frame: list[np.ndarray], smoothed: list[np.ndarray], vectors: list[np.ndarray], change: int | None = None) -> Lag:
@@ -85,7 +86,10 @@ def lag(per_frame: list[np.ndarray], smoothed: list[np.ndarray], vectors: list[n
         if len(others) and errors[jump] < 3.0 * float(np.median(others)) + 1e-6:
             return Lag(None, 0, 0.0)
         change = jump + 1  # the index of the frame the change appears in
-    gap = [float(np.abs(smoothed[t] - per_frame[t]).mean()) for t in range(change, len(per_frame))]
-    peak = max(gap)
-    trailing = next((i for i, g in enumerate(gap) if i > int(np.argmax(gap)) and g <= peak / 4), len(gap))
+    gaps = [float(np.abs(smoothed[t] - per_frame[t]).mean()) for t in range(len(per_frame))]
+    base = float(np.median(gaps[1:change])) if change > 1 else 0.0  # smoothing's usual distance before the change
+    excess = [g - base for g in gaps[change:]]
+    peak = max(excess)
+    top = int(np.argmax(excess))
+    trailing = next((i for i, e in enumerate(excess) if i > top and e <= peak / 4), len(excess))
     return Lag(change, trailing, peak)
