@@ -194,12 +194,10 @@ def layer_passes(view: colour.View, combined: np.ndarray, display: np.ndarray, o
 
 def fail(engine: Any, frame: int, message: str) -> None:
     """Record and report a frame that was not stylized (an error of the render: Blender shows it)."""
-    if SESSION.seeding:  # (a seed frame is not a frame of the animation: render.seed_history reports it)
-        print(message, file=sys.stderr, flush=True)
-        return
-    status = SESSION.status
-    status.frame, status.ok, status.message = frame, False, message
-    status.failed_frames.add(frame)
+    if not SESSION.seeding:  # (a seed frame is not a frame of the animation: render.seed_history reports it)
+        status = SESSION.status
+        status.frame, status.ok, status.message = frame, False, message
+        status.failed_frames.add(frame)
     print(message, file=sys.stderr, flush=True)
     try:
         engine.report({"ERROR"}, message)
