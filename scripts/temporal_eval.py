@@ -253,6 +253,9 @@ def main(argv: list[str] | None = None) -> int:
     lag = warp_error.lag(runs["per_frame"], runs["smoothed"], vectors, None if change is None else change - first)
     print(f"warp error: plain {errors['plain']:.5f}, per-frame {errors['per_frame']:.5f}, smoothed {errors['smoothed']:.5f} "
           f"(S/F = {ratio:.2f})")  # fmt: skip
+    on_uncovered, elsewhere = warp_error.trail(runs["per_frame"], runs["smoothed"], vectors)
+    print(f"trail: smoothed vs per-frame where something was uncovered {on_uncovered * 255:.2f} levels, elsewhere "
+          f"{elsewhere * 255:.2f}")  # fmt: skip
     if lag.frame is None:
         print("lag: no keyed alpha or style change, and no sudden change in the per-frame output, to measure it on")
     else:
@@ -260,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{lag.peak * 255:.1f} levels more than usual, down to 1/4 of that after {lag.frames} frame(s)")  # fmt: skip
     figures = {"plain": errors["plain"], "per_frame": errors["per_frame"], "smoothed": errors["smoothed"], "ratio": ratio,
                "frames": last - first + 1, "strength": args.strength, "blend": str(args.blend),
+               "trail_levels": {"uncovered": round(on_uncovered * 255, 3), "elsewhere": round(elsewhere * 255, 3)},
                "per_frame_errors": {mode: warp_error.frame_errors(runs[mode], vectors) for mode in MODES},
                "lag": {"change_frame": None if lag.frame is None else first + lag.frame, "frames": lag.frames,
                        "peak_levels": round(lag.peak * 255, 2)}}  # fmt: skip

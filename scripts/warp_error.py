@@ -68,6 +68,20 @@ def warping_error(frames: list[np.ndarray], vectors: list[np.ndarray]) -> float:
     return float(np.mean(frame_errors(frames, vectors)))
 
 
+def trail(per_frame: list[np.ndarray], smoothed: list[np.ndarray], vectors: list[np.ndarray]) -> tuple[float, float]:
+    """Mean |smoothed - per-frame| (over RGB) where something was uncovered (M_t = 0) and where it was not (M_t = 1),
+    frames t >= 1: smoothing must leave the uncovered pixels to the frame's own stylization, so the first figure
+    should stay near 0 while the second shows how much smoothing changed the rest."""
+    uncovered, seen = [], []
+    for t in range(1, len(per_frame)):
+        mask = non_occlusion(vectors[t], vectors[t - 1]) > 0.5
+        gap = np.abs(smoothed[t] - per_frame[t]).mean(axis=-1)
+        uncovered.append(gap[~mask])
+        seen.append(gap[mask])
+    a, b = np.concatenate(uncovered), np.concatenate(seen)
+    return (float(a.mean()) if a.size else 0.0), (float(b.mean()) if b.size else 0.0)
+
+
 @dataclass(frozen=True)
 class Lag:
     frame: int | None  # index of the change in the sequence (None: no change stands out)

@@ -51,3 +51,14 @@ def test_lag_counts_frames_until_the_smoothed_output_catches_up():
     result = we.lag(per_frame, smoothed, vectors)
     assert result.frame == 4 and result.frames == 3 and result.peak > 0.05  # 0.6**3 < 1/4 < 0.6**2
     assert we.lag(frames, frames, vectors).frame is None  # nothing stands out
+
+
+def test_trail_is_measured_where_something_was_uncovered():
+    we = load_script("warp_error")
+    frames, vectors = pan(4, dx=2)
+    dragged = [f.copy() for f in frames]
+    for t in range(1, 4):  # old content dragged into the 2 uncovered columns: a trail
+        dragged[t][:, :2] = frames[t - 1][:, :2]
+    on_uncovered, elsewhere = we.trail(frames, dragged, vectors)
+    assert on_uncovered > 0.1 and elsewhere == 0.0
+    assert we.trail(frames, frames, vectors) == (0.0, 0.0)
