@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from addon.temporal import flow_from_vector, warp
 
 CONSISTENCY_PX = 0.5
+UNCOVERED_PX = 2.0  # a round trip this far off: clearly uncovered, not a depth edge's blurred vectors (``trail``)
 
 
 def next_flow(vector: np.ndarray) -> np.ndarray:
@@ -43,12 +44,13 @@ def next_flow(vector: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.stack([-v[..., 2], v[..., 3]], axis=-1), np.float32)
 
 
-def non_occlusion(vector_t: np.ndarray, vector_prev: np.ndarray) -> np.ndarray:
-    """(H, W) float mask M_t: 1 where frame t's pixel is seen, and consistently moved, in frame t-1."""
+def non_occlusion(vector_t: np.ndarray, vector_prev: np.ndarray, tolerance: float = CONSISTENCY_PX) -> np.ndarray:
+    """(H, W) float mask M_t: 1 where frame t's pixel is seen, and consistently moved (within ``tolerance`` px), in
+    frame t-1."""
     back = flow_from_vector(vector_t)
     forth_prev, inside = warp(next_flow(vector_prev), back)  # frame t-1's forward motion, at where the pixel was
     round_trip = np.linalg.norm(back + forth_prev, axis=-1)
-    return (inside & (round_trip < CONSISTENCY_PX)).astype(np.float32)
+    return (inside & (round_trip < tolerance)).astype(np.float32)
 
 
 def frame_errors(frames: list[np.ndarray], vectors: list[np.ndarray]) -> list[float]:
@@ -69,14 +71,17 @@ def warping_error(frames: list[np.ndarray], vectors: list[np.ndarray]) -> float:
 
 
 def trail(per_frame: list[np.ndarray], smoothed: list[np.ndarray], vectors: list[np.ndarray]) -> tuple[float, float]:
-    """Mean |smoothed - per-frame| (over RGB) where something was uncovered (M_t = 0) and where it was not (M_t = 1),
-    frames t >= 1: smoothing must leave the uncovered pixels to the frame's own stylization, so the first figure
-    should stay near 0 while the second shows how much smoothing changed the rest."""
+    """Mean |smoothed - per-frame| (over RGB) where something was clearly uncovered (the motion's round trip misses
+    by UNCOVERED_PX or more, or comes from outside the frame) and where it was seen (M_t = 1), frames t >= 1.
+    Smoothing must leave uncovered pixels to the frame's own stylization, so the first figure should stay near 0,
+    while the second shows how much smoothing changed the rest. Pixels in between (depth edges, whose vectors blur
+    across the edge) count in neither."""
     uncovered, seen = [], []
     for t in range(1, len(per_frame)):
+        clear = non_occlusion(vectors[t], vectors[t - 1], UNCOVERED_PX) < 0.5
         mask = non_occlusion(vectors[t], vectors[t - 1]) > 0.5
         gap = np.abs(smoothed[t] - per_frame[t]).mean(axis=-1)
-        uncovered.append(gap[~mask])
+        uncovered.append(gap[clear])
         seen.append(gap[mask])
     a, b = np.concatenate(uncovered), np.concatenate(seen)
     return (float(a.mean()) if a.size else 0.0), (float(b.mean()) if b.size else 0.0)
