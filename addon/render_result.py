@@ -161,14 +161,14 @@ def _smooth(engine: Any, snap: SceneSnapshot, layer: Any, job: FrameJob, out: Fr
         SESSION.smoother.reset()
         return out, ""
     h, w = job.image.shape[:2]
-    flow, note = None, ""
+    flow, ahead, note = None, None, ""
     if snap.motion_blur:
         note = "no temporal smoothing while Motion Blur is on (Cycles writes no motion vectors then)"
     elif (vector := _pass_array(layer, "Vector", w, h)) is None:
         note = "temporal smoothing needs the Vector pass: View Layer > Passes > Data > Vector"
     else:
-        flow = temporal.flow_from_vector(vector)
-    combined, _ = SESSION.smoother.apply(layer.name, snap.frame, out.combined, job.image, flow, snap.temporal)
+        flow, ahead = temporal.flow_from_vector(vector), temporal.next_flow_from_vector(vector)
+    combined, _ = SESSION.smoother.apply(layer.name, snap.frame, out.combined, job.image, flow, snap.temporal, ahead)
     return FrameResult(combined, out.slot_passes, out.compute_ms), note
 
 

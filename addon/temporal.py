@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 TOLERANCE = (0.04, 0.12)  # mean |RGB| difference of the renders: blend fully below, not at all above
+MOTION_TOLERANCE = (0.5, 1.5)  # px a motion's round trip may miss by: blend fully below, not at all above
 SEED_ERROR = 0.5 / 255  # what the frames before the seed may still change a chunk's first frame by (half a level)
 MAX_SEED_FRAMES = 64
 
@@ -50,6 +51,17 @@ def flow_from_vector(vector: np.ndarray) -> np.ndarray:
         raise ValueError(f"the Vector pass must be (H, W, 4), got {vector.shape}")
     v = vector[::-1]
     return np.ascontiguousarray(np.stack([v[..., 0], -v[..., 1]], axis=-1), np.float32)
+
+
+def next_flow_from_vector(vector: np.ndarray) -> np.ndarray:
+    """Blender's (H, W, 4) Vector pass, bottom row first -> (H, W, 2) offsets (dx, drow) to where each pixel will be
+    in the next frame, top row first. Blender writes its last two channels as "current minus next" (x, y up), the
+    opposite sense of the first two: a surface in steady motion has the vector (a, b, a, b). (Checked against real
+    Cycles renders in tests/blender/test_warp_error.py.)"""
+    if vector.ndim != 3 or vector.shape[2] != 4:
+        raise ValueError(f"the Vector pass must be (H, W, 4), got {vector.shape}")
+    v = vector[::-1]
+    return np.ascontiguousarray(np.stack([-v[..., 2], v[..., 3]], axis=-1), np.float32)
 
 
 def warp(image: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -123,7 +135,10 @@ def smooth(
 def _smooth_packed(
     stylized: np.ndarray, content: np.ndarray, prev: np.ndarray, c: int, flow: np.ndarray, strength: float
 ) -> np.ndarray:
-    """``smooth`` with the previous output and render packed side by side (H, W, c + 3), as ``Smoother`` keeps them.
+    """``smooth`` with the previous output and render packed side by side (H, W, c + 3), as ``Smoother`` keeps them,
+    and optionally the previous frame's motion toward the next frame after them (H, W, c + 5): then a pixel is only
+    blended where the motion is consistent both ways (it was not hidden in the previous frame: a surface uncovered
+    behind a moving object takes nothing from what covered it, even where the two look alike).
 
     Runs in horizontal bands on a thread pool (numpy releases the GIL in its gathers and arithmetic), one band per
     ``BAND_ROWS`` rows: each band reads the whole previous frame and writes only its own rows."""
@@ -134,7 +149,12 @@ def _smooth_packed(
     def band(r0: int) -> None:
         r1 = min(h, r0 + BAND_ROWS)
         both, inside = _warp_rows(prev, flow[r0:r1], r0)
-        wt = blend_weight(content[r0:r1], both[..., c:], inside, strength)[..., None]
+        wt = blend_weight(content[r0:r1], both[..., c : c + 3], inside, strength)
+        if both.shape[-1] == c + 5:  # the round trip back to the previous frame and forward again must come home
+            trip = np.hypot(flow[r0:r1, :, 0] + both[..., c + 3], flow[r0:r1, :, 1] + both[..., c + 4])
+            lo, hi = MOTION_TOLERANCE
+            wt *= np.clip((hi - trip) / (hi - lo), 0.0, 1.0)
+        wt = wt[..., None]
         part = both[..., :c]
         part -= stylized[r0:r1]  # stylized + wt * (previous - stylized)
         part *= wt
@@ -165,7 +185,7 @@ def _pool() -> ThreadPoolExecutor:
 @dataclass(frozen=True, eq=False)
 class _Previous:
     frame: int
-    packed: np.ndarray  # (H, W, C + 3): the smoothed output, then the render's display RGB
+    packed: np.ndarray  # (H, W, C + 3 [+ 2]): the smoothed output, the render's display RGB [, its motion to the next]
     channels: int  # C
 
 
@@ -179,10 +199,19 @@ class Smoother:
         self._previous.clear()
 
     def apply(
-        self, key: str, frame: int, stylized: np.ndarray, content: np.ndarray, flow: np.ndarray | None, strength: float
+        self,
+        key: str,
+        frame: int,
+        stylized: np.ndarray,
+        content: np.ndarray,
+        flow: np.ndarray | None,
+        strength: float,
+        next_flow: np.ndarray | None = None,
     ) -> tuple[np.ndarray, bool]:
         """Smooth frame ``frame`` of ``key`` with the previous one when it is frame - 1 of the same size and a flow
-        is given; remember the result either way. Returns (the frame, whether it was smoothed)."""
+        is given; remember the result either way. ``next_flow`` (this frame's motion toward the next one,
+        ``next_flow_from_vector``) lets the next frame check that its pixels were not hidden in this one.
+        Returns (the frame, whether it was smoothed)."""
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be within [0, 1), got {strength}")
         prev = self._previous.get(key)
@@ -191,5 +220,6 @@ class Smoother:
         usable = prev is not None and prev.frame == frame - 1 and prev.packed.shape[:2] == stylized.shape[:2]
         if strength > 0.0 and flow is not None and usable and prev is not None and prev.channels == c:
             out, smoothed = _smooth_packed(stylized, content[..., :3], prev.packed, c, flow, strength), True
-        self._previous[key] = _Previous(frame, np.concatenate([out, content[..., :3]], axis=-1, dtype=np.float32), c)
+        parts = [out, content[..., :3], *([next_flow] if next_flow is not None else [])]
+        self._previous[key] = _Previous(frame, np.concatenate(parts, axis=-1, dtype=np.float32), c)
         return out, smoothed

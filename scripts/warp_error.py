@@ -29,26 +29,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from addon.temporal import flow_from_vector, warp
+from addon.temporal import flow_from_vector, next_flow_from_vector, warp
 
 CONSISTENCY_PX = 0.5
 UNCOVERED_PX = 2.0  # a round trip this far off: clearly uncovered, not a depth edge's blurred vectors (``trail``)
-
-
-def next_flow(vector: np.ndarray) -> np.ndarray:
-    """The Vector pass's last two channels as (H, W, 2) offsets (dx, drow) to where each pixel will be in the next
-    frame, top row first. Blender writes them as "current minus next" (x, y up), the opposite sense of the first two
-    ("previous minus current"): a surface in steady motion has the same four-channel vector as (a, b, a, b). Checked
-    against real Cycles renders in tests/blender/test_warp_error.py."""
-    v = vector[::-1]
-    return np.ascontiguousarray(np.stack([-v[..., 2], v[..., 3]], axis=-1), np.float32)
 
 
 def non_occlusion(vector_t: np.ndarray, vector_prev: np.ndarray, tolerance: float = CONSISTENCY_PX) -> np.ndarray:
     """(H, W) float mask M_t: 1 where frame t's pixel is seen, and consistently moved (within ``tolerance`` px), in
     frame t-1."""
     back = flow_from_vector(vector_t)
-    forth_prev, inside = warp(next_flow(vector_prev), back)  # frame t-1's forward motion, at where the pixel was
+    forth_prev, inside = warp(next_flow_from_vector(vector_prev), back)  # frame t-1's forward motion, at where the pixel was
     round_trip = np.linalg.norm(back + forth_prev, axis=-1)
     return (inside & (round_trip < tolerance)).astype(np.float32)
 

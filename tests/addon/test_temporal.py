@@ -130,3 +130,29 @@ def test_seed_frames_leave_at_most_half_a_level_of_the_older_history():
         n = seed_frames(strength)
         assert strength**n <= SEED_ERROR < strength ** (n - 1)
     assert seed_frames(0.99) == MAX_SEED_FRAMES
+
+
+def test_a_pixel_hidden_in_the_previous_frame_takes_nothing_from_it_even_if_it_looks_alike():
+    """With the previous frame's motion toward the next one, the round trip back and forth must come home: where it
+    does not (the pixel was covered, and what covered it moved away), the frame keeps its own stylization."""
+    from addon.temporal import Smoother, next_flow_from_vector
+
+    h, w = 20, 30
+    back = np.zeros((h, w, 2), np.float32)
+    back[..., 0] = 1.0  # each pixel was one pixel to the right in the previous frame
+    c1 = texture(h, w)
+    c2, _ = warp(c1, back)  # the render moved along the motion: colour alone would blend everywhere
+    f1, f2 = texture(h, w), texture(h, w)
+    for ahead_dx, expect in ((-1.0, 0.5), (3.0, 0.0), (0.0, 0.25)):  # consistent; 4 px off; 1 px off (half weight)
+        s = Smoother()
+        ahead = np.zeros((h, w, 2), np.float32)
+        ahead[..., 0] = ahead_dx
+        s.apply("L", 1, f1, c1, None, 0.5, ahead)
+        out, smoothed = s.apply("L", 2, f2, c2, back, 0.5, ahead)
+        assert smoothed
+        moved, _ = warp(f1, back)
+        inner = (slice(None), slice(0, w - 2))  # away from the right edge, where the source leaves the frame
+        np.testing.assert_allclose(out[inner], (f2 + expect * (moved - f2))[inner], atol=1e-5)
+    vector = np.zeros((h, w, 4), np.float32)
+    vector[..., 2], vector[..., 3] = 2.0, 1.0  # Blender: current minus next, y up
+    np.testing.assert_array_equal(next_flow_from_vector(vector)[0, 0], [-2.0, 1.0])

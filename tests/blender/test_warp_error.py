@@ -72,6 +72,8 @@ def test_a_one_pixel_pan_has_no_warping_error_and_noise_has_its_known_one(
     )
     dx = float(np.median(vectors[2][..., 0]))
     assert abs(abs(dx) - 1.0) < 0.01, f"the pan should move every pixel by one, the Vector pass says {dx}"
+    seen = we.non_occlusion(vectors[2], vectors[1])
+    assert seen.mean() > 0.9 and seen[:, -1:].max() == 0.0, "all but the column that came in on the right are seen twice"
     plain = we.warping_error(frames, vectors)
     assert plain < 2e-4, f"the render moved along its own motion should match itself: {plain}"
     sigma = 0.04
