@@ -19,9 +19,10 @@ _registered: list[type] = []
 def register() -> None:
     import bpy
 
-    from . import engine_watch, image_operators, operators, panels, properties, render
+    from . import engine_watch, image_operators, install_operators, operators, panels, properties, render
 
-    for cls in (*properties.CLASSES, *operators.CLASSES, *image_operators.CLASSES, *panels.CLASSES):
+    classes = (*properties.CLASSES, *operators.CLASSES, *image_operators.CLASSES, *install_operators.CLASSES, *panels.CLASSES)
+    for cls in classes:
         bpy.utils.register_class(cls)
         _registered.append(cls)
     properties.register_props()
@@ -37,8 +38,9 @@ def register() -> None:
 def unregister() -> None:
     import bpy
 
-    from . import engine_watch, image_operators, properties, render, session, session_backend
+    from . import engine_watch, image_operators, install_operators, properties, render, session, session_backend
 
+    install_operators.cancel_running()
     image_operators.unregister_menu()
     engine_watch.unwatch()
     init, load = bpy.app.handlers.render_init, bpy.app.handlers.load_post

@@ -1,8 +1,11 @@
-"""The add-on's settings: preferences (the backend) and per-scene style slots (bpy)."""
+"""The add-on's settings: preferences (the backend, its install) and per-scene style slots (bpy)."""
 
 from __future__ import annotations
 
+import functools
 import os
+import textwrap
+from pathlib import Path
 
 import bpy
 from bpy.props import (
@@ -17,7 +20,10 @@ from bpy.props import (
 
 from adain_wire.options import COLOR_MODES, DEFAULT_ENDPOINT, STYLE_SIZES
 
+from . import backend_install, install_state
+
 ADDON_ID = __package__ or "adain_stylize"
+ADDON_DIR = Path(__file__).resolve().parent
 
 TARGET_ITEMS = [
     ("MATERIALS", "Materials", "Pixels whose surface uses one of the listed materials (Cryptomatte)"),
@@ -38,17 +44,26 @@ class ADAIN_AddonPreferences(bpy.types.AddonPreferences):
     mode: EnumProperty(  # type: ignore[valid-type]
         name="Backend",
         items=[
-            ("LOCAL", "Start local backend", "Run the backend as a subprocess of Blender with the command below"),
+            ("LOCAL", "Start local backend", "Run the backend as a subprocess of Blender: the one Install Backend "
+             "installed, or the command under Advanced"),
             ("REMOTE", "Connect to backend", "Connect to a backend running elsewhere (another machine or a service)"),
         ],
         default="LOCAL",
-    )
+    )  # fmt: skip
     endpoint: StringProperty(name="Address", default=DEFAULT_ENDPOINT)  # type: ignore[valid-type]
     command: StringProperty(  # type: ignore[valid-type]
         name="Command",
-        description="How to start the backend: a Python that has the adain backend installed, then -m backend",
-        default="python3 -m backend",
+        description="For experts: how to start the backend instead of the installed one, a Python that has the adain "
+        "backend installed, then -m backend (empty: the backend Install Backend installed)",
+        default="",
     )
+    python: StringProperty(  # type: ignore[valid-type]
+        name="Python",
+        description="The Python 3.11 that Install Backend makes the backend's environment with (empty: Blender's own, "
+        "else python3.11 on PATH)",
+        subtype="FILE_PATH",
+    )
+    show_advanced: BoolProperty(name="Advanced", default=False)  # type: ignore[valid-type]
     device: EnumProperty(  # type: ignore[valid-type]
         name="Device", items=[("auto", "Auto", "GPU when there is one"), ("cpu", "CPU", ""), ("cuda", "CUDA GPU", "")]
     )
@@ -58,11 +73,18 @@ class ADAIN_AddonPreferences(bpy.types.AddonPreferences):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         layout.prop(self, "mode", expand=True)
-        layout.prop(self, "endpoint")
         if self.mode == "LOCAL":
-            layout.prop(self, "command")
+            draw_installed(layout.box(), self)
             layout.prop(self, "device")
+            icon = "DISCLOSURE_TRI_DOWN" if self.show_advanced else "DISCLOSURE_TRI_RIGHT"
+            layout.prop(self, "show_advanced", icon=icon, emboss=False)
+            if self.show_advanced:
+                col = layout.column()
+                col.prop(self, "command")
+                col.prop(self, "python")
+                col.prop(self, "endpoint")
         else:
+            layout.prop(self, "endpoint")
             layout.prop(self, "server_public_key")
             layout.prop(self, "client_secret_key")
         row = layout.row()
@@ -71,6 +93,53 @@ class ADAIN_AddonPreferences(bpy.types.AddonPreferences):
         row.operator("adain.backend_release", icon="TRASH")
         if os.environ.get("ADAIN_BACKEND") or os.environ.get("ADAIN_BACKEND_COMMAND"):
             layout.label(text="ADAIN_BACKEND / ADAIN_BACKEND_COMMAND are set and override these settings", icon="INFO")
+
+
+def install_root(create: bool = False) -> Path:
+    """The extension's user folder, where *Install Backend* puts the backend's environment (a folder in Blender's
+    user config when the add-on is not installed as an extension, e.g. run from the repository by the tests)."""
+    if ADDON_ID.startswith("bl_ext."):
+        return Path(bpy.utils.extension_path_user(ADDON_ID, path="", create=create))
+    return Path(bpy.utils.user_resource("CONFIG", path="adain_stylize", create=create))
+
+
+@functools.cache
+def bundled_version() -> str | None:
+    """The version of the backend wheel in this add-on (None: an add-on run from source has none)."""
+    try:
+        return backend_install.wheel_version(backend_install.bundled_wheel(ADDON_DIR))
+    except backend_install.InstallError:
+        return None
+
+
+def draw_installed(box: bpy.types.UILayout, prefs: ADAIN_AddonPreferences) -> None:
+    """The preferences' Install Backend box: progress while installing, else what is installed, Reinstall and Remove."""
+    state = install_state.STATE
+    if state.install is not None:
+        p = state.install.progress
+        box.progress(factor=p.fraction, type="BAR", text=p.line()[:90])
+        box.label(text="Installing the backend… Esc cancels", icon="INFO")
+        return
+    info = backend_install.installed(install_root())
+    if info is not None:
+        box.label(text=f"Backend installed: {info.describe()}", icon="CHECKMARK")
+        version = bundled_version()
+        if version is not None and info.backend != version:
+            box.label(text=f"This add-on carries backend {version}: Reinstall to use it", icon="ERROR")
+        row = box.row()
+        row.operator("adain.backend_install", text="Reinstall", icon="FILE_REFRESH")
+        row.operator("adain.backend_remove", text="Remove", icon="TRASH")
+    else:
+        box.label(text="No backend installed. Install Backend downloads PyTorch: about 1 GB (3 GB with CUDA)")
+        box.operator("adain.backend_install", icon="IMPORT")
+    if state.message:
+        for i, line in enumerate(textwrap.wrap(state.message, 90)):
+            box.label(text=line, icon=("ERROR" if state.failed else "INFO") if i == 0 else "BLANK1")
+    log = install_root() / backend_install.LOG_NAME
+    if log.is_file():
+        box.operator("wm.path_open", text="Open the install log", icon="TEXT").filepath = str(log)
+    if prefs.command.strip():
+        box.label(text="The command under Advanced is used instead of the installed backend", icon="INFO")
 
 
 class ADAIN_StyleItem(bpy.types.PropertyGroup):

@@ -3,6 +3,9 @@
 Environment variables win over the preferences (render farms, ``blender -b``):
 ``ADAIN_BACKEND`` (address, e.g. tcp://10.0.0.5:5555) and ``ADAIN_BACKEND_COMMAND`` (start a local one with
 this command; ``--bind ADDRESS`` is appended).
+
+*Start local backend* runs the command under Advanced when one is typed there, else the environment that *Install
+Backend* made in the extension's user folder (``install_root``), as ``<its python> -P -m backend``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from adain_wire.keys import ClientCurve
 from adain_wire.manager import BackendManager, BackendSettings, BackendUnavailableError
 from adain_wire.options import DEFAULT_ENDPOINT
 
-from .properties import ADDON_ID
+from . import backend_install
+from .properties import ADDON_ID, install_root
 
 _backend: BackendManager | None = None
 _lock = threading.Lock()
@@ -37,8 +41,8 @@ def settings() -> BackendSettings:
     elif env_endpoint:
         command = None
     elif prefs is not None and prefs.mode == "LOCAL":
-        command = BackendSettings.split_command(prefs.command)
-        if command and prefs.device != "auto":
+        command = BackendSettings.split_command(prefs.command) or installed_command()
+        if prefs.device != "auto":
             command = (*command, "--device", prefs.device)
     elif prefs is not None and prefs.server_public_key and prefs.client_secret_key:
         try:
@@ -47,6 +51,27 @@ def settings() -> BackendSettings:
             raise BackendUnavailableError(f"cannot read the CURVE key files: {e}") from e
     log_file = Path(tempfile.gettempdir()) / "adain-backend.log"
     return BackendSettings(endpoint=endpoint, command=command, curve=curve, log_file=log_file)
+
+
+def installed_command() -> tuple[str, ...]:
+    """The installed backend's command; BackendUnavailableError when none is installed."""
+    info = backend_install.installed(install_root())
+    if info is None:
+        raise BackendUnavailableError(
+            "no backend installed: press Install Backend in the add-on's preferences (Edit > Preferences > Add-ons > "
+            "AdaIN Stylize), or give a backend command under Advanced"
+        )
+    return info.command()
+
+
+def uses_installed() -> bool:
+    """Whether the session's backend is a local one started from the installed environment."""
+    b = _backend
+    command = b.settings.command if b is not None else None
+    if not command:
+        return False
+    root = install_root()
+    return Path(command[0]).is_relative_to(root)
 
 
 def backend() -> BackendManager:

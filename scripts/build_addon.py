@@ -9,7 +9,9 @@ The zip holds the add-on's Python files at its root, ``blender_manifest.toml`` w
 Blender 4.2 to 5.0, for each chosen platform, and ``adain_wire`` (the protocol and the client, shared with
 the backend), built here from the repository's ``adain_wire/`` as a pure-Python wheel. Blender installs
 those wheels into its extensions' site-packages when the extension is installed (Edit > Preferences > Get
-Extensions > Install from Disk).
+Extensions > Install from Disk). ``backend_wheel/`` holds the project itself (``adain``, ``backend``, ``adain_wire``
+and the shipped weights) as one pure-Python wheel (``scripts/backend_wheel.py``): the add-on's *Install Backend*
+pip-installs it, with torch, into a private environment, so the backend always matches the add-on.
 
 Wheels are fetched once with ``pip download`` into ``--wheel-cache`` (default ``build/wheels/`` in the
 repository) and taken from there afterwards, so later builds need no network. Needs only a Python 3.11+
@@ -22,7 +24,6 @@ Python file compiles). The last line printed is the zip's path. Exit status 2 on
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import io
 import re
@@ -38,6 +39,12 @@ try:
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python < 3.11
     sys.exit("error: scripts/build_addon.py needs Python 3.11 or newer (tomllib)")
+
+if str(Path(__file__).resolve().parent) not in sys.path:  # backend_wheel, beside this file
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from backend_wheel import FOLDER as BACKEND_FOLDER
+from backend_wheel import WheelError, add_member, build_project_wheel, wheel_bytes
 
 REPO: Final = Path(__file__).resolve().parents[1]
 ADDON_DIR: Final = REPO / "addon"
@@ -254,16 +261,7 @@ def build_wire_wheel(wire_dir: Path, version: str) -> tuple[str, bytes]:
     )
     wheel = "Wheel-Version: 1.0\nGenerator: scripts/build_addon.py\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
     members += [(f"{dist_info}/METADATA", metadata.encode()), (f"{dist_info}/WHEEL", wheel.encode())]
-    record = ""
-    for name, data in members:
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record += f"{name},sha256={digest},{len(data)}\n"
-    members.append((f"{dist_info}/RECORD", (record + f"{dist_info}/RECORD,,\n").encode()))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as zf:
-        for name, data in members:
-            _add(zf, name, data)
-    return f"{package}-{version}-py3-none-any.whl", buffer.getvalue()
+    return f"{package}-{version}-py3-none-any.whl", wheel_bytes(members, dist_info)
 
 
 # --- manifest ---------------------------------------------------------------------------------------------
@@ -352,11 +350,7 @@ def addon_files(addon_dir: Path) -> list[tuple[Path, str]]:
     return entries
 
 
-def _add(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
-    info = zipfile.ZipInfo(name, date_time=_ZIP_DATE)
-    info.compress_type = zipfile.ZIP_STORED if name.endswith(".whl") else zipfile.ZIP_DEFLATED  # wheels are zips
-    info.external_attr = 0o644 << 16
-    zf.writestr(info, data)
+_add = add_member  # fixed timestamps, wheels stored (they are zips), the rest deflated
 
 
 def self_check(zip_path: Path, platforms: Sequence[str]) -> list[str]:
@@ -398,6 +392,9 @@ def self_check(zip_path: Path, platforms: Sequence[str]) -> list[str]:
         wire = f"wheels/{WIRE_DIR.name}-{wire_version(WIRE_DIR, str(data.get('version')))}-py3-none-any.whl"
         if wire not in names:
             problems.append(f"no {wire}: the add-on imports {WIRE_DIR.name} from it")
+        backend = [n for n in names if n.startswith(f"{BACKEND_FOLDER}/") and n.endswith(".whl")]
+        if len(backend) != 1:
+            problems.append(f"{len(backend)} backend wheels in {BACKEND_FOLDER}/ (Install Backend needs exactly one)")
         for name in sorted(n for n in names if n.endswith(".py")):
             try:
                 compile(zf.read(name), name, "exec", dont_inherit=True)
@@ -413,9 +410,10 @@ def build(
     *,
     addon_dir: Path = ADDON_DIR,
     wire_dir: Path = WIRE_DIR,
+    repo: Path = REPO,
     log: Any = print,
 ) -> Path:
-    """Build the package; returns the zip's path."""
+    """Build the package; returns the zip's path. ``repo``: the project whose backend wheel goes in (pyproject.toml)."""
     manifest_path = addon_dir / MANIFEST
     try:
         manifest_text = manifest_path.read_text(encoding="utf-8")
@@ -431,6 +429,10 @@ def build(
     unique = sorted({path.name: path.read_bytes() for paths in wheels.values() for path in paths}.items())  # universal2: once
     unique.append(build_wire_wheel(wire_dir, wire_version(wire_dir, str(manifest["version"]))))
     rendered = render_manifest(manifest_text, platforms, [name for name, _ in unique])
+    try:
+        backend_name, backend_data = build_project_wheel(repo)
+    except WheelError as exc:
+        raise BuildError(f"cannot build the backend wheel: {exc}") from exc
 
     stem = f"{manifest['id']}-{manifest['version']}"
     if sorted(platforms) != sorted(PLATFORMS):
@@ -444,13 +446,17 @@ def build(
             _add(zf, name, path.read_bytes())
         for name, data in unique:
             _add(zf, str(PurePosixPath("wheels", name)), data)
+        _add(zf, str(PurePosixPath(BACKEND_FOLDER, backend_name)), backend_data)
     tmp = zip_path.with_suffix(".zip.tmp")
     tmp.write_bytes(buffer.getvalue())
     if problems := self_check(tmp, platforms):
         tmp.unlink()
         raise BuildError(f"the built package fails its check: {'; '.join(problems)}")
     tmp.replace(zip_path)
-    log(f"{len(files)} add-on files, {len(unique)} wheels ({', '.join(platforms)}), {zip_path.stat().st_size / 1e6:.1f} MB")
+    log(
+        f"{len(files)} add-on files, {len(unique)} wheels ({', '.join(platforms)}), the backend wheel {backend_name} "
+        f"({len(backend_data) / 1e6:.1f} MB): {zip_path.stat().st_size / 1e6:.1f} MB"
+    )
     return zip_path
 
 

@@ -54,6 +54,11 @@ def test_zip_holds_the_addon_tree(addon_zip: Path) -> None:
     assert "blender_manifest.toml" in names
     assert any(n.startswith("wheels/pyzmq-") for n in names) and any(n.startswith("wheels/msgpack-") for n in names)
     assert any(n.startswith("wheels/adain_wire-0.1.0+") and n.endswith("-py3-none-any.whl") for n in names)
+    # the backend for Install Backend (issue 18): the project's wheel, not one Blender installs itself
+    assert [n for n in names if n.startswith("backend_wheel/")] == [
+        n for n in names if n.startswith("backend_wheel/adain_blender-0.1.0+") and n.endswith("-py3-none-any.whl")
+    ]
+    assert any(n.startswith("backend_wheel/") for n in names)
 
 
 def test_blender_validates_the_package(addon_zip: Path) -> None:

@@ -9,6 +9,7 @@ Blender's icon list.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,13 @@ class Layout:
         _check_icon(icon)
         self.calls.append(("label", text))
 
+    def separator(self, **_: Any) -> None:
+        self.calls.append(("separator", ""))
+
+    def progress(self, factor: float = 0.0, type: str = "BAR", text: str = "", **_: Any) -> None:
+        assert 0.0 <= factor <= 1.0 and type in ("BAR", "RING"), (factor, type)
+        self.calls.append(("progress", text))
+
 
 class _Panel:
     def __init__(self) -> None:
@@ -122,20 +130,80 @@ def test_panel_draws_in_every_state(identity_backend: str, tmp_path: Path) -> No
     assert ("operator", "adain.setup") in calls
 
 
+class _Prefs:  # the preferences' values, with the real class's RNA (Python cannot create AddonPreferences)
+    def __init__(self, mode: str, show_advanced: bool = False, command: str = "") -> None:
+        self.bl_rna = properties.ADAIN_AddonPreferences.bl_rna
+        self.endpoint, self.command, self.device, self.python = "tcp://127.0.0.1:5555", command, "auto", ""
+        self.server_public_key = self.client_secret_key = ""
+        self.mode, self.show_advanced = mode, show_advanced
+        self.layout = Layout([])
+
+    def draw(self) -> list[tuple[str, str]]:
+        properties.ADAIN_AddonPreferences.draw(self, bpy.context)  # type: ignore[arg-type]
+        return self.layout.calls
+
+
 @pytest.mark.parametrize("mode", ["LOCAL", "REMOTE"])
 def test_preferences_draw_in_both_modes(mode: str) -> None:
     fresh_scene(width=32, height=24)  # the add-on registered
-
-    class Prefs:  # the preferences' values, with the real class's RNA (Python cannot create AddonPreferences)
-        bl_rna = properties.ADAIN_AddonPreferences.bl_rna
-        endpoint, command, device = "tcp://127.0.0.1:5555", "python3 -m backend", "auto"
-        server_public_key = client_secret_key = ""
-
-    prefs = Prefs()
-    prefs.mode = mode  # type: ignore[attr-defined]
-    prefs.layout = Layout(calls := [])  # type: ignore[attr-defined]
-    properties.ADAIN_AddonPreferences.draw(prefs, bpy.context)  # type: ignore[arg-type]
+    calls = _Prefs(mode).draw()
     shown = {name for kind, name in calls if kind == "prop"}
-    assert shown == ({"mode", "endpoint", "command", "device"} if mode == "LOCAL" else
+    assert shown == ({"mode", "device", "show_advanced"} if mode == "LOCAL" else
                      {"mode", "endpoint", "server_public_key", "client_secret_key"})  # fmt: skip
     assert ("operator", "adain.backend_check") in calls
+    if mode == "LOCAL":  # the expert's settings, under Advanced
+        advanced = {name for kind, name in _Prefs(mode, show_advanced=True).draw() if kind == "prop"}
+        assert advanced == {"mode", "device", "show_advanced", "command", "python", "endpoint"}
+
+
+def test_preferences_show_the_install_in_every_state(tmp_path: Path) -> None:
+    """Not installed (Install Backend), installing (the progress bar), installed (what, Reinstall, Remove), and how
+    the last install ended."""
+    from addon import backend_install, install_state
+    from addon.install_run import Install
+
+    fresh_scene(width=32, height=24)
+    root = properties.install_root(create=True)
+    backend_install.remove(root)
+    calls = _Prefs("LOCAL").draw()
+    assert ("operator", "adain.backend_install") in calls
+    assert any(kind == "label" and text.startswith("No backend installed") for kind, text in calls)
+
+    install = Install(root, tmp_path / "b.whl", "python", backend_install.TorchChoice("torch", (), "cpu", "test"))
+    install.progress.step, install.progress.label, install.progress.detail = 2, "Installing torch", "Downloading torch"
+    install_state.STATE.install = install
+    try:
+        calls = _Prefs("LOCAL").draw()
+    finally:
+        install_state.STATE.install = None
+    assert ("progress", "2/4 Installing torch: Downloading torch") in calls
+    assert ("operator", "adain.backend_install") not in calls
+
+    env = root / backend_install.ENV_DIR
+    backend_install.env_python(env).parent.mkdir(parents=True)
+    backend_install.env_python(env).write_text("")
+    info = {"torch": "2.13.0+cpu", "backend": "0.1.0+0123abcd", "device": "cpu", "size_bytes": 9e8}
+    (env / backend_install.INFO_NAME).write_text(json.dumps(info))
+    (root / backend_install.LOG_NAME).write_text("log")
+    install_state.STATE.message, install_state.STATE.failed = "Backend install failed: no network: ...", True
+    try:
+        calls = _Prefs("LOCAL", command="/opt/py -m backend").draw()
+    finally:
+        install_state.STATE.message, install_state.STATE.failed = "", False
+        backend_install.remove(root)
+    texts = [text for kind, text in calls if kind == "label"]
+    assert "Backend installed: torch 2.13.0+cpu, backend 0.1.0+0123abcd, on cpu; 0.9 GB" in texts
+    assert ("operator", "adain.backend_remove") in calls and ("operator", "wm.path_open") in calls
+    assert any(t.startswith("Backend install failed: no network") for t in texts)
+    assert any("command under Advanced is used instead" in t for t in texts)
+
+
+def test_image_menu_entries() -> None:
+    from addon import image_operators
+
+    fresh_scene(width=32, height=24)
+    menu = _Panel()
+    image_operators.image_menu(menu, bpy.context)
+    assert menu.calls.count(("operator", "adain.stylize_image")) == 2
+    assert menu.layout.operator_context == "INVOKE_DEFAULT"  # type: ignore[attr-defined]
+    assert image_operators.image_menu in bpy.types.IMAGE_MT_image._dyn_ui_initialize()

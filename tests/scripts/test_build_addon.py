@@ -210,3 +210,58 @@ def test_wire_wheel_version_follows_its_code(ba: ModuleType, tmp_path: Path) -> 
     assert before == ba.wire_version(REPO / "adain_wire", "0.1.0")  # the same code, the same version
     (wire / "client.py").write_text((wire / "client.py").read_text() + "\n# changed\n")
     assert ba.wire_version(wire, "0.1.0") != before
+
+
+def test_zip_carries_the_backend_as_a_wheel_of_the_project(ba: ModuleType, cache: Path, tmp_path: Path) -> None:
+    """Install Backend pip-installs the project from a wheel in the zip: what pyproject.toml packs (the packages and
+    the shipped weights), its dependencies and console scripts, a version that names the sources; pip takes it."""
+    import io
+    import subprocess
+    import sys
+
+    bw = load_script("backend_wheel")
+    zip_path = ba.build(tmp_path / "out", ["linux-x64"], cache, log=lambda _: None)
+    version = bw.project_version(REPO)
+    name = f"adain_blender-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(zip_path) as zf:
+        assert [n for n in zf.namelist() if n.startswith("backend_wheel/")] == [f"backend_wheel/{name}"]
+        wheel = zf.read(f"backend_wheel/{name}")
+    assert version.startswith("0.1.0+") and len(version) == len("0.1.0+") + 8
+    dist_info = f"adain_blender-{version}.dist-info"
+    with zipfile.ZipFile(io.BytesIO(wheel)) as wf:
+        names = set(wf.namelist())
+        meta = wf.read(f"{dist_info}/METADATA").decode()
+        scripts = wf.read(f"{dist_info}/entry_points.txt").decode()
+        decoder = wf.read("adain/data/decoder.safetensors")
+    assert {"backend/__main__.py", "backend/server.py", "adain/model.py", "adain_wire/client.py"} <= names
+    assert {"adain/data/vgg19_norm_scales.safetensors", "adain/data/MODEL_CARD.md"} <= names
+    assert decoder == (REPO / "adain" / "data" / "decoder.safetensors").read_bytes(), "the shipped weights, as they are"
+    assert not any("__pycache__" in n or n.startswith("tests/") or n.startswith("addon/") for n in names)
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert [line.removeprefix("Requires-Dist: ") for line in meta.splitlines() if line.startswith("Requires-Dist:")] == deps
+    assert "Requires-Python: >=3.11,<3.12" in meta
+    assert "adain-backend = backend.__main__:main" in scripts
+    assert bw.build_project_wheel(REPO) == (name, wheel), "the same tree gives the same wheel"
+
+    (tmp_path / name).write_bytes(wheel)
+    target = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--target", str(target),
+                           str(tmp_path / name)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (target / "backend" / "__main__.py").is_file() and (target / "adain" / "data" / "decoder.safetensors").is_file()
+
+
+def test_backend_wheel_version_follows_the_sources(tmp_path: Path) -> None:
+    bw = load_script("backend_wheel")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "pyproject.toml").write_text((REPO / "pyproject.toml").read_text())
+    for package in ("adain", "adain_wire", "backend"):
+        shutil.copytree(REPO / package, repo / package, ignore=shutil.ignore_patterns("__pycache__"))
+    before = bw.project_version(repo)
+    assert before == bw.project_version(REPO)
+    (repo / "backend" / "server.py").write_text((repo / "backend" / "server.py").read_text() + "\n# changed\n")
+    assert bw.project_version(repo) != before
+    (repo / "adain" / "__init__.py").unlink()
+    with pytest.raises(bw.WheelError, match=r"package adain has no .*__init__\.py"):
+        bw.build_project_wheel(repo)
