@@ -299,3 +299,17 @@ def test_remove_leaves_nothing(tmp_path: Path) -> None:
     assert list(root.iterdir()) == []
     bi.remove(root)  # nothing there: fine
     assert bi.tree_size(root) == 0
+
+
+def test_prepare_takes_the_bundled_wheel_its_torch_pin_and_a_python(tmp_path: Path) -> None:
+    from addon.install_state import prepare
+
+    repo_addon = Path(__file__).resolve().parents[2] / "addon"
+    with pytest.raises(bi.InstallError, match="carries no backend wheel"):  # the add-on run from source has none
+        prepare(tmp_path / "user", repo_addon, environ={})
+    _wheel(tmp_path / "addon" / bi.WHEEL_FOLDER, ["torch==2.13.0"])
+    install = prepare(tmp_path / "user", tmp_path / "addon", environ={}, running=sys.executable, machine=LINUX)
+    assert install.python == sys.executable and install.pip_args == ()
+    assert (install.torch.requirement, install.torch.index_args) == (PIN, ("--index-url", bi.TORCH_CPU_INDEX))
+    with pytest.raises(bi.InstallError, match="unsupported platform"):
+        prepare(tmp_path / "user", tmp_path / "addon", environ={}, machine=bi.Machine("darwin", "x86_64", False))
