@@ -186,8 +186,9 @@ class BackendManager:
         except OSError as e:
             self._close_log()
             raise BackendUnavailableError(
-                f"cannot start the backend with {shlex.join(argv)}: {e.strerror or e}; set the backend command in the "
-                "add-on preferences (a Python that has the adain backend installed, e.g. /path/venv/bin/python -m backend)"
+                f"cannot start the backend with {shlex.join(argv)}: {e.strerror or e}; press Install Backend in the "
+                "add-on preferences, or set the command under Advanced (a Python that has the adain backend installed, "
+                "e.g. /path/venv/bin/python -m backend)"
             ) from e
 
     def _wait_ready(self) -> Client:
