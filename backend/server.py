@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import zmq
 
-from adain_wire.protocol import ErrorCode, ErrorReply, ProtocolError, Reply, decode_request, encode_reply
+from adain_wire.protocol import PROTOCOL_VERSION, ErrorCode, ErrorReply, ProtocolError, Reply, decode_request, encode_reply
 from backend.config import Config, is_loopback_address, is_loopback_endpoint
 from backend.errors import BackendError, ConfigError
 from backend.fair_queue import FairQueue
@@ -122,7 +122,8 @@ class Server:
             stack.callback(self._stop_worker, worker)
             if self._wait_for_setup():
                 d = self.service.describe()
-                log.info("adain-backend listening on %s (protocol 1, %s, %s)", self.endpoint, d.device, d.precision)
+                log.info("adain-backend listening on %s (protocol %d, %s, %s)", self.endpoint, PROTOCOL_VERSION, d.device,
+                         d.precision)  # fmt: skip
                 self._ready.set()
                 self._loop(router, wake)
                 self._drain(router, wake)
