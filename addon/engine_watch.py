@@ -1,7 +1,8 @@
-"""The render engine watch (bpy): AdaIN stylizes Cycles renders only, so other engines must not lose the render.
+"""The render engine watch (bpy): the "AdaIN Stylize" node works inside Cycles renders only.
 
 With EEVEE or Workbench, Render Layers has no AdaIN output and the "AdaIN Stylize" node would blend the render
-with black. ``compositor.sync_engine`` mutes the node there and unmutes it back on Cycles. It runs:
+with black. ``compositor.sync_engine`` mutes the node there and unmutes it back on Cycles; those engines' frames
+are stylized after the compositor instead (``engine_hook``, whose handlers ``watch`` installs). It runs:
 
 - when the engine property changes in the UI (a message-bus subscription, renewed after each file load);
 - after a file loads (``load_post``), so ``blender -b file.blend -a`` of a file saved with EEVEE is safe;
@@ -16,7 +17,7 @@ from typing import Any
 
 import bpy
 
-from . import compositor
+from . import compositor, engine_hook
 from .session import SESSION
 
 _OWNER = object()  # message-bus subscription owner
@@ -28,9 +29,23 @@ def engine_message(scene: bpy.types.Scene) -> str:
     st = getattr(scene, "adain", None)
     if st is None or not st.enabled or scene.render.engine == "CYCLES":
         return ""
-    engine = ENGINE_NAMES.get(scene.render.engine, scene.render.engine)
-    return (f"AdaIN stylizes Cycles renders only; this scene renders with {engine}, so its output is the plain "
-            "render. Set the render engine to Cycles to stylize.")  # fmt: skip
+    support = engine_hook.ENGINES.get(scene.render.engine)
+    if support is None:
+        engine = ENGINE_NAMES.get(scene.render.engine, scene.render.engine)
+        return (f"AdaIN stylizes Cycles, EEVEE and Workbench renders; this scene renders with {engine}, so its output "
+                "is the plain render.")  # fmt: skip
+    msg = (f"With {support.label}, AdaIN stylizes the frame after the compositor (nodes after AdaIN's see the plain "
+           f"render) and rewrites the output file; F12 shows it in the image '{engine_hook.RESULT_IMAGE}'.")  # fmt: skip
+    if not support.cryptomatte:
+        msg += f" {support.label} has no Cryptomatte: the first enabled slot styles the whole frame."
+    if not support.vector and st.temporal > 0:
+        msg += f" No temporal smoothing with {support.label} (no Vector pass)."
+    return msg
+
+
+def engine_supported(scene: bpy.types.Scene) -> bool:
+    """Whether this scene's renders are stylized (Cycles, or an engine the hook knows)."""
+    return scene.render.engine == "CYCLES" or scene.render.engine in engine_hook.ENGINES
 
 
 def sync_all() -> None:
@@ -43,11 +58,13 @@ def _on_engine_change(*_: Any) -> None:
 
 
 def watch() -> None:
+    engine_hook.install()
     bpy.msgbus.clear_by_owner(_OWNER)
     bpy.msgbus.subscribe_rna(key=(bpy.types.RenderSettings, "engine"), owner=_OWNER, args=(), notify=_on_engine_change)
 
 
 def unwatch() -> None:
+    engine_hook.uninstall()
     bpy.msgbus.clear_by_owner(_OWNER)
 
 
@@ -63,5 +80,7 @@ def on_render_init(scene: bpy.types.Scene, *_: Any) -> None:
         compositor.sync_engine(scene)
     message = engine_message(scene)
     if message:
-        SESSION.status.ok, SESSION.status.message = False, message
+        if not engine_supported(scene):
+            SESSION.status.ok = False
+        SESSION.status.message = message
         print(message, file=sys.stderr, flush=True)

@@ -1,5 +1,6 @@
-"""Other render engines in real Blender: AdaIN stylizes Cycles renders only, and an EEVEE render must come out as
-the plain render (not blended with the missing AdaIN pass, which is black), with the reason said."""
+"""Other render engines in real Blender: the AdaIN node works inside Cycles only, so with another engine it is muted
+(not blended with the missing AdaIN pass, which is black); an engine the after-compositor hook does not know
+(``engine_hook.ENGINES``) renders plain, with the reason said. EEVEE and Workbench themselves: test_engines.py."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from tests.blender.scene import fresh_scene, render_still, set_slot
 
-from addon import compositor  # isort: skip  (scene.py put the repository on sys.path)
+from addon import compositor, engine_hook  # isort: skip  (scene.py put the repository on sys.path)
 from addon.session import SESSION  # isort: skip
 
 EEVEE = "BLENDER_EEVEE_NEXT" if bpy.app.version < (5, 0, 0) else "BLENDER_EEVEE"
@@ -21,15 +22,21 @@ def _node(scene: bpy.types.Scene) -> bpy.types.Node:
     return tree.nodes[compositor.NODE]
 
 
-def test_eevee_render_is_the_plain_render_and_says_why(tmp_path: Path) -> None:
+def test_an_unknown_engine_renders_plain_and_says_why(tmp_path: Path) -> None:
     scene = fresh_scene(48, 32)
     set_slot(scene, 0, "All", "OTHER", "style_wesnoth_trow_great_tree.jpg")
     scene.render.engine = EEVEE
     scene.eevee.taa_render_samples = 4
-    with_node = render_still(scene, tmp_path / "adain_on.png")
+    support = engine_hook.ENGINES.pop(EEVEE)  # as if EEVEE were a third-party engine nobody registered
+    try:
+        with_node = render_still(scene, tmp_path / "adain_on.png")
+    finally:
+        engine_hook.ENGINES[EEVEE] = support
     assert _node(scene).mute, "the AdaIN node must be bypassed in a non-Cycles render"
-    assert "Cycles renders only" in SESSION.status.message and "EEVEE" in SESSION.status.message
+    assert "plain render" in SESSION.status.message and "EEVEE" in SESSION.status.message
+    assert not SESSION.status.ok
     compositor.remove(scene)
+    scene.adain.enabled = False
     plain = render_still(scene, tmp_path / "plain.png")
     assert float(plain.mean()) > 40  # a lit scene, not black
     assert np.abs(with_node - plain).max() <= 1

@@ -1,0 +1,152 @@
+"""EEVEE and Workbench renders stylized after the compositor (addon/engine_hook.py), in real Blender 4.5 and 5.0.
+
+One small scene for the whole module (EEVEE compiles its shaders on the first frame, tens of seconds here): the
+cube ("Red") and the sphere ("Blue") on two material slots, the global alpha keyed 0 at frame 1 and 1 at frame 3.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from tests.blender.backends import backend_command
+from tests.blender.scene import SAMPLES, fresh_scene, object_box, read_png, render_still, set_slot
+
+from addon import engine_hook  # isort: skip  (scene.py put the repository on sys.path)
+from addon.session import SESSION  # isort: skip
+
+EEVEE = "BLENDER_EEVEE_NEXT" if bpy.app.version < (5, 0, 0) else "BLENDER_EEVEE"
+WARM = "style_wesnoth_trow_great_tree.jpg"  # yellow-green
+COOL = "style_wesnoth_painted_mountains.jpg"  # blue
+
+
+@pytest.fixture(scope="module")
+def scene() -> Iterator[bpy.types.Scene]:
+    sc = fresh_scene(width=256, height=192)  # objects large enough for their own feature statistics
+    sc.render.engine = EEVEE
+    sc.eevee.taa_render_samples = 2
+    sc.view_layers[0].use_pass_vector = True
+    sc.frame_start, sc.frame_end = 1, 3
+    sc.render.dither_intensity = 0.0
+    for frame, alpha in ((1, 0.0), (3, 1.0)):
+        sc.adain.alpha = alpha
+        sc.adain.keyframe_insert("alpha", frame=frame)
+    yield sc
+
+
+def _slots(scene: bpy.types.Scene, red: str, blue: str) -> None:
+    set_slot(scene, 0, "Red", "MATERIALS", red, ("Red",))
+    set_slot(scene, 1, "Blue", "MATERIALS", blue, ("Blue",))
+
+
+def _still(scene: bpy.types.Scene, frame: int, path: Path, enabled: bool = True) -> np.ndarray:
+    scene.adain.enabled = enabled
+    scene.frame_set(frame)
+    try:
+        return render_still(scene, path)
+    finally:
+        scene.adain.enabled = True
+
+
+def _blue_lean(px: np.ndarray) -> float:
+    mean = px.reshape(-1, 3).astype(np.float64).mean(0)
+    c = mean / max(float(mean.sum()), 1e-6)
+    return float(c[2] - c[0])
+
+
+def test_eevee_identity_round_trip_shows_the_frame_and_restyles(
+    scene: bpy.types.Scene, identity_backend: str, tmp_path: Path
+) -> None:
+    _slots(scene, WARM, COOL)
+    stylized = _still(scene, 3, tmp_path / "stylized.png")
+    assert SESSION.status.ok, SESSION.status.message
+    assert SESSION.status.stylized_frames == [3] and "after the compositor" in SESSION.status.message
+    plain = _still(scene, 3, tmp_path / "plain.png", enabled=False)
+    diff = np.abs(stylized - plain)
+    assert float(plain.mean()) > 30 and diff.max() <= 1, f"round trip off by {diff.max()}/255"
+    assert engine_hook.RESULT_IMAGE in bpy.data.images  # what F12 shows
+    assert SESSION.last_render and SESSION.last_render[0].frame == 3
+    scene.frame_set(3)
+    assert bpy.ops.adain.restyle() == {"FINISHED"}
+    assert "AdaIN Restyle" in bpy.data.images
+
+
+def test_eevee_animation_slots_alpha_and_swap(scene: bpy.types.Scene, model_backend: str, tmp_path: Path) -> None:
+    _slots(scene, WARM, COOL)
+    scene.render.filepath = str(tmp_path / "anim_")
+    bpy.ops.render.render(animation=True)
+    assert sorted(SESSION.status.stylized_frames) == [1, 2, 3], SESSION.status.message
+    frames = {f: read_png(Path(scene.render.frame_path(frame=f))) for f in (1, 3)}
+    plain1 = _still(scene, 1, tmp_path / "plain1.png", enabled=False)
+    plain3 = _still(scene, 3, tmp_path / "plain3.png", enabled=False)
+    assert np.abs(frames[1] - plain1).max() <= 1, "global alpha 0 (keyed at frame 1) must give the plain render"
+    assert np.abs(frames[3] - plain3).mean() > 2.0, "alpha 1 at frame 3 must stylize"
+    rows, cols = slice(4, 24), slice(4, 60)  # the sky above the objects: no slot
+    assert np.abs(frames[3][rows, cols] - plain3[rows, cols]).max() <= 1, "unslotted pixels keep the render"
+
+    _slots(scene, COOL, WARM)
+    swapped = _still(scene, 3, tmp_path / "swapped.png")
+    assert SESSION.status.ok, SESSION.status.message
+    for obj, sign in (("Cube", -1.0), ("Sphere", 1.0)):  # Cube: warm first; Sphere: cool first
+        r, c = object_box(scene, obj)
+        first, second = _blue_lean(frames[3][r, c]), _blue_lean(swapped[r, c])
+        assert sign * (first - second) > 0.005, f"{obj}: its slot's style does not show ({first:.3f} vs {second:.3f})"
+
+
+def test_eevee_dead_backend_keeps_the_plain_frame_and_stops(scene: bpy.types.Scene, dead_backend: str, tmp_path: Path) -> None:
+    _slots(scene, WARM, COOL)
+    scene.frame_set(2)
+    scene.render.filepath = str(tmp_path / "anim_")
+    bpy.ops.render.render(animation=True)
+    assert not SESSION.status.ok
+    assert "no AdaIN backend" in SESSION.status.message and "plain render is kept" in SESSION.status.message
+    assert SESSION.status.failed_frames == {1}, "the animation stops at the failed frame"
+    assert not list(tmp_path.iterdir()), "a frame that was not stylized must not be written as if it were"
+    assert scene.frame_current == 2, "the scene's frame is put back"
+
+    os.environ["ADAIN_BACKEND_COMMAND"] = backend_command("--identity", "--device", "cpu")
+    scene.render.use_overwrite = False
+    try:
+        (tmp_path / "anim_0003.png").write_bytes(b"kept")  # a frame already there is not rendered again
+        bpy.ops.render.render(animation=True)
+    finally:
+        scene.render.use_overwrite = True
+    assert SESSION.status.ok, SESSION.status.message
+    assert sorted(SESSION.status.stylized_frames) == [1, 2]
+    assert (tmp_path / "anim_0003.png").read_bytes() == b"kept"
+
+
+def test_workbench_whole_frame_fallback(scene: bpy.types.Scene, identity_backend: str, tmp_path: Path) -> None:
+    _slots(scene, WARM, COOL)
+    scene.render.engine = "BLENDER_WORKBENCH"
+    try:
+        stylized = _still(scene, 3, tmp_path / "wb.png")
+        assert SESSION.status.ok, SESSION.status.message
+        assert "whole frame" in SESSION.status.message
+        plain = _still(scene, 3, tmp_path / "wb_plain.png", enabled=False)
+        assert float(plain.mean()) > 30 and np.abs(stylized - plain).max() <= 1
+    finally:
+        scene.render.engine = EEVEE
+
+
+def test_workbench_model_styles_the_whole_frame(scene: bpy.types.Scene, model_backend: str, tmp_path: Path) -> None:
+    _slots(scene, COOL, WARM)
+    scene.render.engine = "BLENDER_WORKBENCH"
+    try:
+        stylized = _still(scene, 3, tmp_path / "wb.png")
+        assert SESSION.status.ok, SESSION.status.message
+        plain = _still(scene, 3, tmp_path / "wb_plain.png", enabled=False)
+        zero = _still(scene, 1, tmp_path / "wb_zero.png")
+        plain1 = _still(scene, 1, tmp_path / "wb_plain1.png", enabled=False)
+    finally:
+        scene.render.engine = EEVEE
+    assert np.abs(zero - plain1).max() <= 1, "alpha 0 gives the plain render"
+    rows, cols = slice(4, 24), slice(4, 60)  # the sky: styled too, the first slot covers the whole frame
+    assert np.abs(stylized[rows, cols] - plain[rows, cols]).mean() > 2.0
+    assert _blue_lean(stylized) > _blue_lean(plain), "the first slot's (cool) style shows"
+    assert SAMPLES.is_dir()
