@@ -82,7 +82,7 @@ def test_a_missing_program_is_named_in_the_error(backends, tcp_port):
     refusal = r"cannot start the backend with /nonexistent/bin/adain-python -m backend"
     with pytest.raises(BackendUnavailableError, match=refusal) as e:
         backend.client()
-    assert "No such file or directory" in str(e.value) and "backend command in the add-on preferences" in str(e.value)
+    assert "No such file or directory" in str(e.value) and "Install Backend in the add-on preferences" in str(e.value)
     assert backend.process is None
 
 
