@@ -10,7 +10,7 @@ from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from adain_wire.manager import BackendUnavailableError
 
-from . import colour, compositor, samples, session_backend
+from . import colour, compositor, engine_hook, samples, session_backend
 from .frames import FrameCancelledError, FrameError
 from .properties import enable_motion_vectors
 from .session import SESSION
@@ -29,7 +29,8 @@ def enable_masks(scene: bpy.types.Scene) -> None:
 
 
 class ADAIN_OT_setup(bpy.types.Operator):
-    """Turn stylization on: Cycles, Cryptomatte masks, and the AdaIN Stylize node group in the compositor"""
+    """Turn stylization on: Cryptomatte masks, and with Cycles the AdaIN Stylize node group in the compositor (an
+    engine AdaIN cannot stylize is switched to Cycles)"""
 
     bl_idname = "adain.setup"
     bl_label = "Set up AdaIN"
@@ -37,17 +38,18 @@ class ADAIN_OT_setup(bpy.types.Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         scene = context.scene
-        if scene.render.engine != "CYCLES":
+        if scene.render.engine != "CYCLES" and scene.render.engine not in engine_hook.ENGINES:
             scene.render.engine = "CYCLES"
-            self.report({"INFO"}, "Render engine set to Cycles (AdaIN stylizes Cycles renders)")
+            self.report({"INFO"}, "Render engine set to Cycles (AdaIN stylizes Cycles, EEVEE and Workbench renders)")
         enable_masks(scene)
         if scene.adain.temporal > 0.0:
             enable_motion_vectors(scene)
-        try:
-            compositor.install(scene)
-        except RuntimeError as e:
-            self.report({"ERROR"}, str(e))
-            return {"CANCELLED"}
+        if scene.render.engine == "CYCLES":  # (other engines are stylized after the compositor: no node needed)
+            try:
+                compositor.install(scene)
+            except RuntimeError as e:
+                self.report({"ERROR"}, str(e))
+                return {"CANCELLED"}
         compositor.sync_engine(scene)  # unmute a node muted while the scene rendered with another engine
         colour.prepare()
         st = _settings(context)

@@ -183,7 +183,7 @@ def _temporal_changed(self: ADAIN_SceneSettings, context: bpy.types.Context) -> 
 
 class ADAIN_SceneSettings(bpy.types.PropertyGroup):
     enabled: BoolProperty(  # type: ignore[valid-type]
-        name="Stylize renders", description="Stylize every Cycles render of this scene (F12, Ctrl-F12, blender -b)",
+        name="Stylize renders", description="Stylize every render of this scene, Cycles, EEVEE or Workbench (F12, Ctrl-F12, -b)",
         default=False,
     )  # fmt: skip
     alpha: FloatProperty(  # type: ignore[valid-type]

@@ -53,8 +53,13 @@ def test_back_on_cycles_the_node_works_again_but_a_user_mute_stays() -> None:
     compositor.sync_engine(scene)
     scene.render.engine = "CYCLES"
     assert compositor.sync_engine(scene) is False and _node(scene).mute
-    scene.render.engine = EEVEE
-    assert bpy.ops.adain.setup() == {"FINISHED"} and scene.render.engine == "CYCLES"
+    scene.render.engine = EEVEE  # stylized after the compositor (engine_hook): set up keeps it
+    assert bpy.ops.adain.setup() == {"FINISHED"} and scene.render.engine == EEVEE
+    support = engine_hook.ENGINES.pop(EEVEE)  # an engine AdaIN cannot stylize is switched to Cycles
+    try:
+        assert bpy.ops.adain.setup() == {"FINISHED"} and scene.render.engine == "CYCLES"
+    finally:
+        engine_hook.ENGINES[EEVEE] = support
 
 
 def test_settings_that_hide_the_stylized_frame_are_reported_and_set_up_fixes_them(identity_backend: str, tmp_path: Path) -> None:
