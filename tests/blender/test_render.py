@@ -27,6 +27,7 @@ from tests.blender.scene import (
 
 from addon import render_result  # isort: skip  (scene.py put the repository on sys.path)
 from addon.session import SESSION  # isort: skip
+from addon import frames  # isort: skip
 from addon.frames import FrameJob, stylize_frame  # isort: skip
 
 STYLE_WARM = "style_wesnoth_trow_great_tree.jpg"  # yellow-green, high contrast
@@ -196,7 +197,7 @@ def test_transparent_film_keeps_the_stylized_colour_inside_the_alpha(
         jobs.append(job)
         return stylize_frame(client, ids, job, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(render_result, "stylize_frame", recording)
+    monkeypatch.setattr(frames, "stylize_frame", recording)  # (what render_result's stylize_reconnecting calls)
     stylized = _render_exr(scene, tmp_path / "stylized.exr")
     assert SESSION.status.ok, SESSION.status.message
     assert len(jobs) == 1 and jobs[0].masks is not None
