@@ -231,7 +231,12 @@ def main(argv: list[str] | None = None) -> int:
         scene = bpy.context.scene
         first, last = scene.frame_start, scene.frame_end
         if args.frames:
-            first, last = (int(v) for v in args.frames.split("-"))
+            try:
+                first, last = (int(v) for v in args.frames.split("-"))
+            except ValueError:
+                p.error(f"--frames {args.frames!r}: use A-B, e.g. 1-24")
+            if last <= first:
+                p.error(f"--frames {args.frames!r}: the warping error needs at least two frames")
         for mode in MODES:
             print(f"rendering {mode}: frames {first}-{last}", file=sys.stderr, flush=True)
             render_mode(mode, args.blend, first, last, args.strength, out, tap)
