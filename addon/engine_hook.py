@@ -12,7 +12,8 @@ Blender calls for every frame once the output file is written (``RE_RenderFrame`
   render), read back by ``exr``, and the composited frame stylized by ``engine_frame``;
 - ``render_write`` (only when Blender wrote a file): the file is written again with the stylized frame, in the
   scene's format and colour management (``save_render`` of a scratch image); a multilayer OpenEXR output is
-  rewritten with every pass Blender wrote, the "Composite" layer stylized and an "AdaIN" pass added, uncompressed.
+  rewritten with every pass Blender wrote, the "Composite" layer stylized and an "AdaIN" pass added, uncompressed,
+  and the header attributes Blender wrote (Cryptomatte's manifests, the stamp) kept.
   A frame that failed has its file deleted (the plain render stays in the render window and in "AdaIN Result" is
   not updated) and an animation stops after it: the handler moves the scene's current frame past the end, which
   ends Blender's frame loop, and puts it back at ``render_complete``. So a re-run with Overwrite off renders
@@ -149,7 +150,7 @@ def write_output(scene: Any, path: str, linear: np.ndarray, layers: dict[str, di
             if name != "Composite":
                 out[name][PASS] = ("RGBA", linear)
         out.setdefault("Composite", {})["Combined"] = ("RGBA", linear)
-        exr.write_layers(path, out)
+        exr.write_layers(path, out, exr.read_metadata(path))  # Cryptomatte's manifests, the stamp: as Blender wrote them
         return
     h, w = linear.shape[:2]
     img = _scratch(w, h)

@@ -9,6 +9,10 @@ writes), no compression, HALF or FLOAT channels named
 ``<layer>.<pass>.<channel>`` (the composited image is layer "Composite", pass "Combined"). Anything else raises
 ``ExrError``. Arrays come back in Blender's row order (bottom row first), float32, channels in their pass's order
 (RGBA, XYZW..., case aside: Cryptomatte's are "rgba").
+
+``read_metadata`` gives the header attributes that are not the image's layout (Cryptomatte's
+``cryptomatte/<hash>/name|hash|conversion|manifest``, the render stamp, ``BlenderMultiChannel``...), of a file in
+any compression, and ``write_layers`` writes them back, so a rewritten output keeps what Blender put there.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ MAGIC = 20000630
 _TILED, _NON_IMAGE, _MULTIPART = 0x200, 0x800, 0x1000
 _DTYPES: dict[int, np.dtype] = {1: np.dtype("<f2"), 2: np.dtype("<f4")}  # HALF, FLOAT (UINT is not written for passes)
 _ORDER = "RGBAXYZWUVIDE"  # channel letters in the order Blender's passes use them
+# Attributes that describe a part's pixels and layout: ``write_layers`` writes its own; the rest is metadata.
+LAYOUT_ATTRIBUTES = frozenset({
+    "channels", "compression", "dataWindow", "displayWindow", "lineOrder", "pixelAspectRatio", "screenWindowCenter",
+    "screenWindowWidth", "tiles", "name", "type", "version", "chunkCount", "maxSamplesPerPixel",
+})  # fmt: skip
 
 
 class ExrError(Exception):
@@ -86,6 +95,26 @@ def _headers(data: bytes) -> tuple[list[dict[str, tuple[str, bytes]]], int, bool
             pos += 1
             break
     return headers, pos, multipart
+
+
+def read_metadata(path: str | Path) -> dict[str, tuple[str, bytes]]:
+    """The header attributes other than the layout (``LAYOUT_ATTRIBUTES``): ``{name: (type, raw value)}``, in the
+    file's order. Of a multi-part file, every part's; where parts disagree (Blender 5.0's per-part
+    ``colorInteropID``), the first part's value. Any compression: only the headers are read."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise ExrError(f"cannot read {path}: {e}") from e
+    try:
+        headers = _headers(data)[0]
+    except (ValueError, IndexError, struct.error) as e:  # (a header cut short)
+        raise ExrError(f"not a readable OpenEXR header ({e})") from e
+    out: dict[str, tuple[str, bytes]] = {}
+    for attrs in headers:
+        for name, value in attrs.items():
+            if name not in LAYOUT_ATTRIBUTES:
+                out.setdefault(name, value)
+    return out
 
 
 def read_layers(path: str | Path) -> dict[str, dict[str, np.ndarray]]:
@@ -152,9 +181,20 @@ def _attr(name: str, kind: str, value: bytes) -> bytes:
     return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(value)) + value
 
 
-def write_layers(path: str | Path, layers: dict[str, dict[str, tuple[str, np.ndarray]]]) -> None:
+def write_layers(
+    path: str | Path,
+    layers: dict[str, dict[str, tuple[str, np.ndarray]]],
+    metadata: dict[str, tuple[str, bytes]] | None = None,
+) -> None:
     """Write ``{layer: {pass: (channel letters, (H, W, C) array in Blender's row order)}}`` as an uncompressed
-    FLOAT multilayer OpenEXR, channels named ``<layer>.<pass>.<letter>`` as Blender names them."""
+    FLOAT multilayer OpenEXR, channels named ``<layer>.<pass>.<letter>`` as Blender names them, with the header
+    attributes ``metadata`` (``read_metadata``'s form) after the layout's."""
+    metadata = metadata or {}
+    for name, (kind, value) in metadata.items():
+        if name in LAYOUT_ATTRIBUTES:
+            raise ExrError(f"header attribute {name!r} is the image's layout, which write_layers writes itself")
+        if not name or not kind or "\0" in name + kind or not isinstance(value, bytes):
+            raise ExrError(f"header attribute {name!r} of type {kind!r} is not a name, a type and bytes")
     planes: dict[str, np.ndarray] = {}
     for layer, passes in layers.items():
         for pas, (letters, arr) in passes.items():
@@ -177,8 +217,10 @@ def write_layers(path: str | Path, layers: dict[str, dict[str, tuple[str, np.nda
         _attr("pixelAspectRatio", "float", struct.pack("<f", 1.0)),
         _attr("screenWindowCenter", "v2f", struct.pack("<ff", 0.0, 0.0)),
         _attr("screenWindowWidth", "float", struct.pack("<f", 1.0)),
+        *(_attr(name, kind, value) for name, (kind, value) in metadata.items()),
     )) + b"\0"  # fmt: skip
-    long_names = 0x400 if max(len(n) for n in names) > 31 else 0
+    longest = max(len(n.encode()) for n in (*names, *metadata, *(kind for kind, _ in metadata.values())))
+    long_names = 0x400 if longest > 31 else 0
     head = struct.pack("<ii", MAGIC, 2 | long_names) + header
     chunk = 8 + 4 * w * len(names)
     first = len(head) + 8 * h

@@ -17,7 +17,7 @@ import pytest
 from tests.blender.backends import backend_command
 from tests.blender.scene import SAMPLES, fresh_scene, object_box, read_png, render_still, set_slot
 
-from addon import engine_hook  # isort: skip  (scene.py put the repository on sys.path)
+from addon import engine_hook, exr  # isort: skip  (scene.py put the repository on sys.path)
 from addon.session import SESSION  # isort: skip
 
 EEVEE = "BLENDER_EEVEE_NEXT" if bpy.app.version < (5, 0, 0) else "BLENDER_EEVEE"
@@ -74,6 +74,44 @@ def test_eevee_identity_round_trip_shows_the_frame_and_restyles(
     scene.frame_set(3)
     assert bpy.ops.adain.restyle() == {"FINISHED"}
     assert "AdaIN Restyle" in bpy.data.images
+
+
+def _multilayer(scene: bpy.types.Scene, on: bool) -> None:
+    f = scene.render.image_settings
+    if hasattr(f, "media_type"):  # Blender 5.0
+        f.media_type = "MULTI_LAYER_IMAGE" if on else "IMAGE"
+    f.file_format = "OPEN_EXR_MULTILAYER" if on else "PNG"
+    if not on:
+        f.color_mode, f.color_depth = "RGB", "8"
+
+
+def test_eevee_multilayer_exr_keeps_the_passes_and_the_cryptomatte_manifest(
+    scene: bpy.types.Scene, identity_backend: str, tmp_path: Path
+) -> None:
+    _slots(scene, WARM, COOL)
+    scene.frame_set(3)
+    _multilayer(scene, True)
+    try:
+        scene.adain.enabled = False
+        scene.render.filepath = str(tmp_path / "plain.exr")
+        bpy.ops.render.render(write_still=True)
+        scene.adain.enabled = True
+        scene.render.filepath = str(tmp_path / "stylized.exr")
+        bpy.ops.render.render(write_still=True)
+    finally:
+        scene.adain.enabled = True
+        _multilayer(scene, False)
+    assert SESSION.status.ok, SESSION.status.message
+    plain, stylized = (exr.read_metadata(tmp_path / name) for name in ("plain.exr", "stylized.exr"))
+    crypto = {k: v for k, v in plain.items() if k.startswith("cryptomatte/")}
+    manifests = [v[1].decode() for k, v in crypto.items() if k.endswith("/manifest")]
+    assert len(manifests) == 2 and any('"Cube"' in m for m in manifests) and any('"Red"' in m for m in manifests)
+    assert {k: v for k, v in stylized.items() if k.startswith("cryptomatte/")} == crypto, "Cryptomatte's metadata is kept"
+    assert set(stylized) == set(plain), "every header attribute Blender wrote is kept"
+    layers = exr.read_layers(tmp_path / "stylized.exr")
+    view_layer = scene.view_layers[0].name
+    assert "AdaIN" in layers[view_layer] and "CryptoMaterial00" in layers[view_layer], sorted(layers[view_layer])
+    assert np.abs(layers[view_layer]["AdaIN"] - layers["Composite"]["Combined"]).max() == 0
 
 
 def test_eevee_animation_slots_alpha_and_swap(scene: bpy.types.Scene, model_backend: str, tmp_path: Path) -> None:
