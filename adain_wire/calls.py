@@ -7,7 +7,7 @@ from enum import Enum
 from typing import Any
 
 from .pending import Pending
-from .protocol import Request, StylePut, Stylize
+from .protocol import Request, Smooth, StylePut, Stylize
 
 MAX_STYLE_RETRIES = 3  # ``unknown_style`` answers a call survives (its styles put again each time) before it fails
 
@@ -43,7 +43,7 @@ class Call:
     @property
     def model_work(self) -> bool:
         """A request the backend queues for the model (counted against the window), not one it answers at once."""
-        return isinstance(self.msg, (StylePut, Stylize))
+        return isinstance(self.msg, (StylePut, Stylize, Smooth))
 
     @property
     def wire_id(self) -> str:

@@ -58,6 +58,8 @@ from .protocol import (
     ReleaseReply,
     Request,
     Shutdown,
+    Smooth,
+    SmoothReply,
     StylePut,
     StylePutReply,
     StyleRef,
@@ -234,6 +236,30 @@ class Client:
         self._check_size(msg)
         return self._submit(msg)
 
+    def submit_smooth(
+        self,
+        stylized: np.ndarray,
+        content: np.ndarray,
+        history: np.ndarray,
+        flow: np.ndarray,
+        strength: float,
+        *,
+        output_dtype: str | None = None,
+    ) -> Pending[SmoothReply]:
+        """One step of temporal smoothing on the backend's device (``Smooth``; only where ``"smooth"`` is in the
+        backend's ``server.ops``). Do not modify the arrays until the request is done."""
+        if self.server is not None and Smooth.OP not in self.server.ops:
+            raise ClientError(ErrorCode.UNKNOWN_OP, f"this backend ({self.server.server}) has no smooth op: update it, "
+                              "or smooth in the client")  # fmt: skip
+        msg = Smooth(self._new_id(), _wire(stylized), _wire(content), _wire(history), _wire(flow), float(strength),
+                     output_dtype)  # fmt: skip
+        try:
+            decode_request(encode_request(msg))
+        except ProtocolError as e:
+            raise ClientError(e.code, e.message) from None
+        self._check_size(msg)
+        return self._submit(msg)
+
     def cancel(self, pending: Pending[Any]) -> None:
         pending.cancel()
 
@@ -254,12 +280,15 @@ class Client:
     def _new_id(self) -> str:
         return f"{self._prefix}-{next(self._counter)}"
 
-    def _check_size(self, msg: StylePut | Stylize) -> None:
+    def _check_size(self, msg: StylePut | Stylize | Smooth) -> None:
         """Refuse here what the backend would refuse (or drop the connection for), with the reason."""
         if self.server is None:
             return
         lim = self.server.limits
-        arrays = [a for a in (msg.image, msg.masks if isinstance(msg, Stylize) else None) if a is not None]
+        if isinstance(msg, Smooth):
+            arrays = [msg.stylized, msg.content, msg.history, msg.flow]
+        else:
+            arrays = [a for a in (msg.image, msg.masks if isinstance(msg, Stylize) else None) if a is not None]
         if arrays:
             h, w = arrays[0].shape[:2]
             if h * w > lim.max_pixels:

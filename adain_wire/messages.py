@@ -17,6 +17,7 @@ COLOURSPACES: Final = ("srgb",)  # display-referred sRGB-encoded values in [0, 1
 IMAGE_DTYPES: Final = ("uint8", "uint16", "float16", "float32")
 LABEL_DTYPES: Final = ("uint8", "uint16", "int32")
 SOFT_MASK_DTYPES: Final = ("float16", "float32")
+SMOOTH_DTYPES: Final = ("float16", "float32")  # the arrays of a smooth request
 
 Frames = list[bytes | memoryview]  # what encode_* returns; zmq sends each item as one frame without copying
 
@@ -154,6 +155,25 @@ class Stylize:
     output_dtype: str | None = None
 
 
+@dataclass(frozen=True, eq=False)
+class Smooth:
+    """One step of temporal smoothing on the backend's device (``docs/protocol.md`` §4 ``smooth``): ``stylized``
+    (H, W, C) blended with ``history`` (H, W, C + 3 [+ 2]: the previous smoothed frame, the previous render's display
+    RGB [, its motion toward the next frame]) moved along ``flow`` (H, W, 2: dx, drow to where each pixel was in the
+    previous frame), with weight ``strength`` where the moved render matches ``content`` (H, W, 3), the current one.
+    ``output_dtype`` None: stylized's.
+    """
+
+    OP: ClassVar[str] = "smooth"
+    id: str
+    stylized: np.ndarray
+    content: np.ndarray
+    history: np.ndarray
+    flow: np.ndarray
+    strength: float
+    output_dtype: str | None = None
+
+
 @dataclass(frozen=True)
 class Cancel:
     """Cancel the request ``target`` sent earlier on the same connection."""
@@ -180,8 +200,8 @@ class Shutdown:
     id: str
 
 
-Request = Hello | StylePut | Stylize | Cancel | Release | Shutdown
-REQUEST_TYPES: Final[dict[str, type[Request]]] = {c.OP: c for c in (Hello, StylePut, Stylize, Cancel, Release, Shutdown)}
+Request = Hello | StylePut | Stylize | Smooth | Cancel | Release | Shutdown
+REQUEST_TYPES: Final[dict[str, type[Request]]] = {c.OP: c for c in (Hello, StylePut, Stylize, Smooth, Cancel, Release, Shutdown)}
 OPS: Final = tuple(REQUEST_TYPES)
 
 
@@ -235,6 +255,16 @@ class StylizeReply:
     timing: Timing
 
 
+@dataclass(frozen=True, eq=False)
+class SmoothReply:
+    """``image`` (H, W, C): the smoothed frame in ``output_dtype``."""
+
+    OP: ClassVar[str] = "smooth"
+    id: str
+    image: np.ndarray
+    timing: Timing
+
+
 @dataclass(frozen=True)
 class CancelReply:
     """``state``: "queued" (dropped, answered "cancelled"), "running" (will be answered "cancelled"),
@@ -261,7 +291,7 @@ class ShutdownReply:
     id: str
 
 
-Reply = ErrorReply | HelloReply | StylePutReply | StylizeReply | CancelReply | ReleaseReply | ShutdownReply
+Reply = ErrorReply | HelloReply | StylePutReply | StylizeReply | SmoothReply | CancelReply | ReleaseReply | ShutdownReply
 CANCEL_STATES: Final = ("queued", "running", "unknown")
 
 

@@ -31,3 +31,11 @@ STYLE_SIZES: Final = (64, 4096)  # a style's shorter side when the add-on asks f
 
 # Integer pixel dtypes carry values in [0, 1] scaled by this (uint8: value / 255); float dtypes carry them as they are.
 INTEGER_SCALE: Final = MappingProxyType({"uint8": 255.0, "uint16": 65535.0})
+
+# --- temporal smoothing (addon.temporal in numpy, the backend's smooth op in torch: one definition) -----------
+# The previous smoothed frame is blended in where the render, moved along the motion vectors, matches the current
+# render: fully where the mean |RGB| difference of the display values is below the first value, not at all above the
+# second. With the previous frame's motion toward the next one, also only where the motion's round trip comes home
+# within the first value in pixels (not at all beyond the second).
+SMOOTH_TOLERANCE: Final = (0.04, 0.12)
+MOTION_TOLERANCE: Final = (0.5, 1.5)

@@ -16,6 +16,7 @@ from .messages import (
     COLOURSPACES,
     IMAGE_DTYPES,
     LABEL_DTYPES,
+    SMOOTH_DTYPES,
     SOFT_MASK_DTYPES,
     Cancel,
     CancelReply,
@@ -33,6 +34,8 @@ from .messages import (
     Request,
     Shutdown,
     ShutdownReply,
+    Smooth,
+    SmoothReply,
     StylePut,
     StylePutReply,
     StyleRef,
@@ -161,6 +164,37 @@ def _tile(r: Reader, tile: int | None, before: dict[str, Any]) -> int | None:
     return tile or None
 
 
+def _smooth_frame(r: Reader, stylized: Any, before: dict[str, Any]) -> Any:
+    _frame_channels(r, stylized)
+    return stylized
+
+
+def _same_size(name: str, channels: tuple[int, ...], what: str, *, plus_stylized: bool = False) -> Any:
+    """A check that an array of a smooth request is (H, W, n) like ``stylized``, n in ``channels`` (plus stylized's
+    C with ``plus_stylized``)."""
+
+    def check(r: Reader, arr: Any, before: dict[str, Any]) -> Any:
+        h, w, c = before["stylized"].shape
+        allowed = [n + c if plus_stylized else n for n in channels]
+        if arr.shape[:2] != (h, w) or arr.shape[2] not in allowed:
+            shapes = " or ".join(f"[{h}, {w}, {n}]" for n in allowed)
+            raise r.fail(f"{name} ({what}) must be {shapes} for a stylized frame of {list(before['stylized'].shape)}, "
+                         f"got {list(arr.shape)}", ErrorCode.BAD_ARRAY)  # fmt: skip
+        return arr
+
+    return check
+
+
+_HISTORY = _same_size("history", (3, 5), "the previous output, render [and motion]", plus_stylized=True)
+
+
+def _strength(r: Reader, strength: Any, before: dict[str, Any]) -> float:
+    value = number(r, "strength", strength, 0.0, 1.0)
+    if value >= 1.0:
+        raise r.fail(f"strength must be within [0, 1) (1 would never let the frame change), got {value}")
+    return value
+
+
 def _target(r: Reader, target: str, before: dict[str, Any]) -> str:
     if not 0 < len(target) <= MAX_ID_LENGTH:
         raise r.fail(f"target must be a request id of 1 to {MAX_ID_LENGTH} characters")
@@ -234,6 +268,16 @@ REQUEST_SPECS: Final[dict[type[Request], MessageSpec]] = {
             _s("output_dtype", default=None, choices=IMAGE_DTYPES),
         )
     ),
+    Smooth: MessageSpec(
+        (
+            ArrayField("stylized", dtypes=SMOOTH_DTYPES, ndims=(3,), check=_smooth_frame),
+            ArrayField("content", dtypes=SMOOTH_DTYPES, ndims=(3,), check=_same_size("content", (3,), "the render's RGB")),
+            ArrayField("history", dtypes=SMOOTH_DTYPES, ndims=(3,), check=_HISTORY),
+            ArrayField("flow", dtypes=SMOOTH_DTYPES, ndims=(3,), check=_same_size("flow", (2,), "dx, drow")),
+            Field("strength", (int, float), what="a number in [0, 1)", check=_strength),
+            _s("output_dtype", default=None, choices=IMAGE_DTYPES),
+        )
+    ),
     Cancel: MessageSpec((_s("target", check=_target),)),
     Release: MessageSpec((Field("styles", bool, default=False),)),
     Shutdown: MessageSpec(()),
@@ -262,10 +306,16 @@ REPLY_SPECS: Final[dict[type[Reply], MessageSpec]] = {
             Field("timing", dict, default={}, to_wire=_timing_to_wire, check=_timing),
         )
     ),
+    SmoothReply: MessageSpec(
+        (
+            ArrayField("image", dtypes=IMAGE_DTYPES, ndims=(3,)),
+            Field("timing", dict, default={}, to_wire=_timing_to_wire, check=_timing),
+        )
+    ),
     CancelReply: MessageSpec((_s("target"), _s("state"))),
     ReleaseReply: MessageSpec((_i("styles_dropped"), _i("device_allocated"), _i("device_reserved"))),
     ShutdownReply: MessageSpec(()),
 }
 REPLY_TYPES: Final[dict[str, type[Reply]]] = {
-    c.OP: c for c in (HelloReply, StylePutReply, StylizeReply, CancelReply, ReleaseReply, ShutdownReply)
+    c.OP: c for c in (HelloReply, StylePutReply, StylizeReply, SmoothReply, CancelReply, ReleaseReply, ShutdownReply)
 }

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -31,6 +32,7 @@ from adain_wire.protocol import Passes, RegionSpec, StyleRef, StylizeReply
 WIRE_DTYPES = ("float16", "float32")
 RECONNECTS = 2  # how many times one frame is sent again on a new connection when the old one died under it
 log = logging.getLogger("adain.frames")
+R = TypeVar("R")
 
 
 class FrameError(Exception):
@@ -172,7 +174,14 @@ def style_source_from_file(path: str | Path) -> StyleSource:
     return StyleSource(key=f"file:{p.resolve()}:{st.st_size}:{st.st_mtime_ns}", data=data)
 
 
-def _wait(pending: Pending[StylizeReply], cancelled: Callable[[], bool], lost: Callable[[], str | None]) -> StylizeReply:
+def wait_reply(
+    pending: Pending[R],
+    cancelled: Callable[[], bool],
+    lost: Callable[[], str | None],
+    what: str = "the backend failed on this frame",
+) -> R:
+    """The reply, waited for in 0.1 s steps that check ``cancelled()`` (FrameCancelledError) and ``lost()`` (a reason:
+    ConnectionLostError); a failed request raises FrameError starting with ``what``."""
     while True:
         if cancelled():
             pending.cancel()
@@ -185,7 +194,7 @@ def _wait(pending: Pending[StylizeReply], cancelled: Callable[[], bool], lost: C
         try:
             return pending.result()
         except ClientError as e:
-            raise _frame_error(e, "the backend failed on this frame") from e
+            raise _frame_error(e, what) from e
 
 
 def stylize_reconnecting(
@@ -271,7 +280,7 @@ def stylize_frame(
             )
         except ClientError as e:
             raise _frame_error(e, "the backend cannot take this frame") from e
-        reply = _wait(pending, cancelled, lost)
+        reply: StylizeReply = wait_reply(pending, cancelled, lost)
         if reply.combined is None:
             raise FrameError("the backend sent no combined frame")
         stylized = np.asarray(reply.combined, np.float32)[..., :3]

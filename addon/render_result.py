@@ -18,7 +18,7 @@ import numpy as np
 
 from adain_wire.manager import BackendUnavailableError
 
-from . import colour, session_backend, temporal
+from . import colour, session_backend, smooth_backend, temporal
 from .frames import FrameCancelledError, FrameError, FrameJob, FrameResult, stylize_reconnecting
 from .render_maths import PASS, SceneSnapshot, build_job, covering, premultiply, slot_pass_name, unpremultiply
 from .session import SESSION, RenderedLayer
@@ -168,7 +168,9 @@ def _smooth(engine: Any, snap: SceneSnapshot, layer: Any, job: FrameJob, out: Fr
         note = "temporal smoothing needs the Vector pass: View Layer > Passes > Data > Vector"
     else:
         flow, ahead = temporal.flow_from_vector(vector), temporal.next_flow_from_vector(vector)
-    combined, _ = SESSION.smoother.apply(layer.name, snap.frame, out.combined, job.image, flow, snap.temporal, ahead)
+    remote = None if flow is None else smooth_backend.remote(session_backend.backend(), job.wire, lambda: esc_pressed(engine))
+    with SESSION.client_lock(lambda: esc_pressed(engine)):
+        combined, _ = SESSION.smoother.apply(layer.name, snap.frame, out.combined, job.image, flow, snap.temporal, ahead, remote)
     return FrameResult(combined, out.slot_passes, out.compute_ms), note
 
 

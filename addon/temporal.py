@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-TOLERANCE = (0.04, 0.12)  # mean |RGB| difference of the renders: blend fully below, not at all above
-MOTION_TOLERANCE = (0.5, 1.5)  # px a motion's round trip may miss by: blend fully below, not at all above
+from adain_wire.options import MOTION_TOLERANCE  # px a motion's round trip may miss by: blend fully below, not above
+from adain_wire.options import SMOOTH_TOLERANCE as TOLERANCE  # mean |RGB| difference of the renders: the same
+
 SEED_ERROR = 0.5 / 255  # what the frames before the seed may still change a chunk's first frame by (half a level)
 MAX_SEED_FRAMES = 64
 
@@ -207,11 +209,14 @@ class Smoother:
         flow: np.ndarray | None,
         strength: float,
         next_flow: np.ndarray | None = None,
+        remote: Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float], np.ndarray | None] | None = None,
     ) -> tuple[np.ndarray, bool]:
         """Smooth frame ``frame`` of ``key`` with the previous one when it is frame - 1 of the same size and a flow
         is given; remember the result either way. ``next_flow`` (this frame's motion toward the next one,
         ``next_flow_from_vector``) lets the next frame check that its pixels were not hidden in this one.
-        Returns (the frame, whether it was smoothed)."""
+        ``remote(stylized, content, history, flow, strength)`` runs the step elsewhere (the backend's device:
+        ``smooth_backend``); where it returns None, the step runs here. Returns (the frame, whether it was
+        smoothed)."""
         if not 0.0 <= strength < 1.0:
             raise ValueError(f"strength must be within [0, 1), got {strength}")
         prev = self._previous.get(key)
@@ -219,7 +224,10 @@ class Smoother:
         c = stylized.shape[-1]
         usable = prev is not None and prev.frame == frame - 1 and prev.packed.shape[:2] == stylized.shape[:2]
         if strength > 0.0 and flow is not None and usable and prev is not None and prev.channels == c:
-            out, smoothed = _smooth_packed(stylized, content[..., :3], prev.packed, c, flow, strength), True
+            done = None if remote is None else remote(stylized, content[..., :3], prev.packed, flow, strength)
+            if done is None:
+                done = _smooth_packed(stylized, content[..., :3], prev.packed, c, flow, strength)
+            out, smoothed = done, True
         parts = [out, content[..., :3], *([next_flow] if next_flow is not None else [])]
         self._previous[key] = _Previous(frame, np.concatenate(parts, axis=-1, dtype=np.float32), c)
         return out, smoothed

@@ -1,5 +1,5 @@
 """One handler per op. A handler checks a decoded request against the limits and either answers at once
-(hello, cancel, release, shutdown) or returns ``Work`` for the worker thread (style.put, stylize), whose
+(hello, cancel, release, shutdown) or returns ``Work`` for the worker thread (style.put, stylize, smooth), whose
 ``run()`` does the pixel conversions and the model call and returns the reply.
 
 Handlers raise BackendError for a request they refuse; the server turns it into an error reply.
@@ -32,6 +32,8 @@ from adain_wire.protocol import (
     Request,
     Shutdown,
     ShutdownReply,
+    Smooth,
+    SmoothReply,
     StylePut,
     StylePutReply,
     Stylize,
@@ -42,7 +44,7 @@ from adain_wire.protocol import (
 from backend import style_images
 from backend.config import Config
 from backend.errors import BackendError
-from backend.service import EncodeStyleTask, ModelService, StylizeTask
+from backend.service import EncodeStyleTask, ModelService, SmoothTask, StylizeTask
 
 
 def server_version() -> str:
@@ -100,6 +102,8 @@ class Handlers:
             return self.style_put(req)
         if isinstance(req, Stylize):
             return self.stylize(req)
+        if isinstance(req, Smooth):
+            return self.smooth(req)
         if isinstance(req, Cancel):
             return self.cancel(req, peer)
         if isinstance(req, Release):
@@ -165,6 +169,25 @@ class Handlers:
             done = time.monotonic()
             timing = Timing(round((started - received) * 1000, 3), round((done - started) * 1000, 3))
             return StylizeReply(req.id, out.combined, tuple(out.passes), req.colourspace, timing)
+
+        return Work(run)
+
+    def smooth(self, req: Smooth) -> Work:
+        h, w = req.stylized.shape[:2]
+        if min(h, w) < MIN_SIDE:
+            raise BackendError(
+                ErrorCode.BAD_ARRAY, f"smooth: the frame is {w}x{h}; frames must be at least {MIN_SIDE}x{MIN_SIDE}"
+            )
+        self._check_pixels("frame", h, w)
+        received = time.monotonic()
+
+        def run(should_stop: Callable[[], bool]) -> Reply:  # one step of a few milliseconds on a GPU: not worth stopping
+            started = time.monotonic()
+            task = SmoothTask(req.stylized, req.content, req.history, req.flow, req.strength,
+                              req.output_dtype or req.stylized.dtype.name)  # fmt: skip
+            image = self.service.predict(task)
+            timing = Timing(round((started - received) * 1000, 3), round((time.monotonic() - started) * 1000, 3))
+            return SmoothReply(req.id, image, timing)
 
         return Work(run)
 

@@ -18,8 +18,9 @@ import torch
 
 from adain import AdainError, CancelledError, InputError, Region, StyleStats, StyleTransfer
 from adain_wire.protocol import ErrorCode, ModelInfo, Passes, RegionSpec
+from backend import temporal
 from backend.config import Config
-from backend.device_pixels import as_tensor, download_frame, upload_frame, upload_labels
+from backend.device_pixels import as_tensor, download_frame, quantise, upload_frame, upload_labels
 from backend.errors import BackendError, ConfigError
 
 log = logging.getLogger("backend.service")
@@ -47,6 +48,19 @@ class StylizeTask:
     tile: int | None
     output_dtype: str
     should_stop: Callable[[], bool] | None = field(default=None, compare=False)  # polled between network layers
+
+
+@dataclass(frozen=True, eq=False)
+class SmoothTask:
+    """A ``smooth`` request's arrays as received (float16 or float32; see ``backend.temporal.smooth_step`` for their
+    shapes), its strength and the dtype of the smoothed frame in the reply."""
+
+    stylized: np.ndarray
+    content: np.ndarray
+    history: np.ndarray
+    flow: np.ndarray
+    strength: float
+    output_dtype: str
 
 
 @dataclass(frozen=True)
@@ -159,11 +173,16 @@ class ModelService:
     @overload
     def predict(self, task: StylizeTask) -> StylizeOutput: ...
 
-    def predict(self, task: EncodeStyleTask | StylizeTask) -> StyleEncoded | StylizeOutput:
+    @overload
+    def predict(self, task: SmoothTask) -> np.ndarray: ...
+
+    def predict(self, task: EncodeStyleTask | StylizeTask | SmoothTask) -> StyleEncoded | StylizeOutput | np.ndarray:
         """Serve one task; model input errors become BackendError(bad_request), device OOM out_of_memory."""
         try:
             if isinstance(task, EncodeStyleTask):
                 return self._encode_style(task)
+            if isinstance(task, SmoothTask):
+                return self._smooth(task)
             return self._stylize(task)
         except torch.OutOfMemoryError as e:
             self._empty_device_cache()
@@ -224,6 +243,18 @@ class ModelService:
                             should_stop=task.should_stop)  # fmt: skip
         return _output(task, out, [], alpha)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the model (and the smoothing) runs."""
+        return self._model().device
+
+    def _smooth(self, task: SmoothTask) -> np.ndarray:
+        dev = self.device
+        named = (("stylized", task.stylized), ("content", task.content), ("history", task.history), ("flow", task.flow))
+        stylized, content, history, flow = (temporal.upload(as_tensor(a), name, dev) for name, a in named)
+        out = temporal.smooth_step(stylized, content, history, flow, task.strength)
+        return quantise(out, task.output_dtype).cpu().numpy()
+
     def _style(self, style_id: str) -> StyleStats:
         stats = self.styles.get(style_id)
         if stats is None:
@@ -266,6 +297,10 @@ class IdentityService(ModelService):
 
     def describe(self) -> ModelDescription:
         return self.DESCRIPTION
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
 
     def _encode_style(self, task: EncodeStyleTask) -> StyleEncoded:
         h, w = task.image.shape[:2]
