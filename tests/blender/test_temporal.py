@@ -156,3 +156,38 @@ def test_smoothing_off_keeps_no_history_and_seeds_nothing(identity_backend: str,
     scene = _farm_scene(0.0)
     _job(scene, tmp_path, 3, 4)
     assert SESSION.smoother._previous == {}
+
+
+@pytest.mark.slow
+def test_smoothing_on_the_backend_equals_smoothing_in_blender(model_backend: str, tmp_path: Path, monkeypatch) -> None:
+    """ADAIN_SMOOTH_ON=backend: each step runs as the backend's smooth op (here on its CPU); the frames equal those
+    smoothed in Blender within 1/255 (the frames travel as float16)."""
+    from addon import smooth_backend
+
+    scene = _farm_scene(0.6)
+    steps: list[bool] = []
+    real_remote = smooth_backend.remote
+
+    def counting_remote(*args, **kwargs):  # type: ignore[no-untyped-def]
+        step = real_remote(*args, **kwargs)
+        if step is None:
+            return None
+
+        def counted(*a):  # type: ignore[no-untyped-def]
+            out = step(*a)
+            steps.append(out is not None)
+            return out
+
+        return counted
+
+    monkeypatch.setattr(smooth_backend, "remote", counting_remote)
+    monkeypatch.setenv(smooth_backend.SMOOTH_ON_ENV, "blender")
+    here = _job(scene, tmp_path / "blender", 1, 4)
+    assert steps == [], "ADAIN_SMOOTH_ON=blender sends no step"
+    monkeypatch.setenv(smooth_backend.SMOOTH_ON_ENV, "backend")
+    there = _job(scene, tmp_path / "backend", 1, 4)
+    assert steps == [True, True, True], "frames 2-4 were smoothed by the backend"
+    worst = max(int(np.abs(here[f].astype(np.int16) - there[f]).max()) for f in here)
+    assert worst <= 1, f"smoothing on the backend differs from smoothing in Blender by up to {worst}/255"
+    plain = _job(_farm_scene(0.0), tmp_path / "plain", 1, 4)
+    assert np.abs(plain[4].astype(np.int16) - there[4]).max() > 2, "and the frames were smoothed"
