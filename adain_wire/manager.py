@@ -205,7 +205,10 @@ class BackendManager:
                 time.sleep(0.2)
                 continue
             try:
-                return self._connect(s.connect_timeout if self._log_handle is not None else 1.0)
+                if self._log_handle is None:  # no log says when it listens: try for 1 s at a time, then reconnect with
+                    self._connect(1.0)  # the settings' timeout (a client's timeout is also its silence limit: kept
+                    self._drop_client()  # at 1 s, every slower frame would be sent again)
+                return self._connect(s.connect_timeout)
             except BackendUnavailableError as e:
                 last = str(e)
             time.sleep(0.2)

@@ -64,6 +64,14 @@ def test_local_backend_starts_serves_releases_and_stops(backends, tcp_port, tmp_
     assert f"listening on {endpoint}" in text and "shutdown requested by a client" in text
 
 
+def test_a_backend_started_without_a_log_gets_a_client_with_the_settings_timeout(backends, tcp_port):
+    """Without a log file the manager polls with 1 s tries; the client it keeps must not keep that 1 s timeout (also
+    its silence limit, after which everything outstanding is sent again)."""
+    backend = backends(endpoint=f"tcp://127.0.0.1:{tcp_port}", command=IDENTITY, start_timeout=60, connect_timeout=7.0)
+    client = backend.client()
+    assert client.server is not None and client.timeout == 7.0
+
+
 def test_a_local_backend_that_died_is_started_again(backends, tcp_port, tmp_path):
     backend = backends(endpoint=f"tcp://127.0.0.1:{tcp_port}", command=IDENTITY, log_file=tmp_path / "b.log")
     backend.client()
