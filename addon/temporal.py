@@ -174,14 +174,17 @@ def _smooth_packed(
 
 BAND_ROWS = 128  # rows per band of work: 1080p makes 9 bands
 WORKERS = max(1, min(8, os.cpu_count() or 1))  # threads that smooth bands at once (1: on the calling thread)
-_executor: list[ThreadPoolExecutor] = []
+_executor: dict[int, ThreadPoolExecutor] = {}  # the pool, by its number of threads (WORKERS when it was made)
 
 
 def _pool() -> ThreadPoolExecutor:
-    """The module's thread pool, made on first use (its idle threads are joined at interpreter exit)."""
-    if not _executor or _executor[0]._max_workers != WORKERS:
-        _executor[:] = [ThreadPoolExecutor(WORKERS, thread_name_prefix="adain-smooth")]
-    return _executor[0]
+    """The module's thread pool, made on first use and again when WORKERS changed (idle threads are joined at exit)."""
+    if WORKERS not in _executor:
+        for old in _executor.values():
+            old.shutdown(wait=False)
+        _executor.clear()
+        _executor[WORKERS] = ThreadPoolExecutor(WORKERS, thread_name_prefix="adain-smooth")
+    return _executor[WORKERS]
 
 
 @dataclass(frozen=True, eq=False)
