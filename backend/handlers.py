@@ -141,12 +141,7 @@ class Handlers:
         return Work(run)
 
     def stylize(self, req: Stylize) -> Work:
-        h, w = req.image.shape[:2]
-        if min(h, w) < MIN_SIDE:
-            raise BackendError(
-                ErrorCode.BAD_ARRAY, f"stylize: the frame is {w}x{h}; frames must be at least {MIN_SIDE}x{MIN_SIDE}"
-            )
-        self._check_pixels("frame", h, w)
+        self._check_frame(req.OP, req.image)
         if len(req.regions) > self.config.max_regions:
             raise BackendError(ErrorCode.TOO_LARGE, f"stylize: {len(req.regions)} regions; this backend takes at most "
                                f"{self.config.max_regions}: merge regions that share a style")  # fmt: skip
@@ -173,12 +168,7 @@ class Handlers:
         return Work(run)
 
     def smooth(self, req: Smooth) -> Work:
-        h, w = req.stylized.shape[:2]
-        if min(h, w) < MIN_SIDE:
-            raise BackendError(
-                ErrorCode.BAD_ARRAY, f"smooth: the frame is {w}x{h}; frames must be at least {MIN_SIDE}x{MIN_SIDE}"
-            )
-        self._check_pixels("frame", h, w)
+        self._check_frame(req.OP, req.stylized)
         received = time.monotonic()
 
         def run(should_stop: Callable[[], bool]) -> Reply:  # one step of a few milliseconds on a GPU: not worth stopping
@@ -203,6 +193,15 @@ class Handlers:
             raise BackendError(ErrorCode.FORBIDDEN, "shutdown is only accepted from this machine (a loopback connection)")
         self.control.request_shutdown()
         return ShutdownReply(req.id)
+
+    def _check_frame(self, op: str, frame: np.ndarray) -> None:
+        """A frame at least MIN_SIDE on each side and within max_pixels."""
+        h, w = frame.shape[:2]
+        if min(h, w) < MIN_SIDE:
+            raise BackendError(
+                ErrorCode.BAD_ARRAY, f"{op}: the frame is {w}x{h}; frames must be at least {MIN_SIDE}x{MIN_SIDE}"
+            )
+        self._check_pixels("frame", h, w)
 
     def _check_pixels(self, what: str, h: int, w: int) -> None:
         if h * w > self.config.max_pixels:
