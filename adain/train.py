@@ -43,7 +43,7 @@ from adain.losses import TORCH_STYLE_LAYER_WEIGHTS, UNIFORM_STYLE_LAYER_WEIGHTS,
 from adain.networks import TAPS, Decoder, Encoder
 from adain.progress import Progress
 from adain.train_data import BatchSource, Sampling, corpus_pools, folder_pool
-from adain.train_eval import append_eval_log, evaluate_decoder, load_heldout
+from adain.train_eval import EvaluationStoppedError, append_eval_log, evaluate_decoder, load_heldout
 from adain.train_state import export_decoder, save_checkpoint, start_run
 from adain.weights import build_encoder
 from adain_wire.options import PRECISIONS
@@ -270,7 +270,11 @@ def run_training(args: argparse.Namespace) -> int:
     def evaluate() -> None:
         nonlocal last_eval
         assert heldout is not None
-        res = evaluate_decoder(encoder, decoder, heldout)
+        try:
+            res = evaluate_decoder(encoder, decoder, heldout, lambda: stop["flag"])
+        except EvaluationStoppedError:  # SIGTERM during the evaluation: no partial row; the loop below stops
+            print(f"\niteration {it}: evaluation stopped", flush=True)
+            return
         append_eval_log(eval_path, it, res)
         last_eval = f" | PSNR0 {res.psnr_alpha0:.2f} c {res.content:.2f} s {res.style:.2f}"
         print(f"\niteration {it}: {res.line()} ({res.seconds:.0f} s)", flush=True)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,10 @@ def load_heldout(corpus: Path, contents: int = 6, styles: int = 6, size: int = 2
     )
 
 
+class EvaluationStoppedError(Exception):
+    """``evaluate_decoder``'s ``should_stop`` turned true: no result."""
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """PSNR in dB per image of (N, 3, H, W) tensors in [0, 1] -> (N,)."""
     mse = ((a.float() - b.float()) ** 2).flatten(1).mean(1).clamp_min(1e-10)
@@ -103,8 +108,13 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate_decoder(encoder: Encoder, decoder: Decoder, heldout: HeldOutSet) -> EvalResult:
-    """Evaluate ``decoder`` in fp32 on the device of its parameters (it is left in the mode it was in)."""
+def evaluate_decoder(
+    encoder: Encoder, decoder: Decoder, heldout: HeldOutSet, should_stop: Callable[[], bool] = lambda: False
+) -> EvalResult:
+    """Evaluate ``decoder`` in fp32 on the device of its parameters (it is left in the mode it was in).
+
+    ``should_stop`` is polled before each style: once it is true the evaluation ends early with EvaluationStoppedError
+    (a stop asked for during training is not held up by it)."""
     t0 = time.monotonic()
     device = next(decoder.parameters()).device
     c = heldout.contents.to(device)
@@ -113,6 +123,8 @@ def evaluate_decoder(encoder: Encoder, decoder: Decoder, heldout: HeldOutSet) ->
     p = psnr(recon, c)
     contents, styles = [], []
     for s in heldout.styles.to(device):
+        if should_stop():
+            raise EvaluationStoppedError("the evaluation was stopped before its end")
         s_feats = encoder(s[None])
         t = adain(fc, s_feats["relu4_1"])
         out = decoder(t).float().clamp(0, 1)

@@ -121,6 +121,22 @@ def test_heldout_evaluation_measures_reconstruction_and_pairs(tmp_path, samples)
     torch.testing.assert_close(psnr(x, x.clamp(0, 1) * 0 + 0.5), -10 * torch.log10(((x - 0.5) ** 2).flatten(1).mean(1)))
 
 
+def test_an_evaluation_stops_when_asked(tmp_path, samples):
+    """Training's SIGTERM flag is polled before each style: a stop is not held up by a whole evaluation."""
+    from adain.train_eval import EvaluationStoppedError
+
+    held = load_heldout(make_tiny_corpus(tmp_path, samples), contents=1, styles=2, size=64)
+    polls: list[int] = []
+
+    def stop_after_first_style() -> bool:
+        polls.append(1)
+        return len(polls) > 1
+
+    with pytest.raises(EvaluationStoppedError):
+        evaluate_decoder(build_encoder(), load_decoder()[0], held, stop_after_first_style)
+    assert len(polls) == 2, "one style was measured, then the stop was seen before the second"
+
+
 def test_training_evaluates_every_n_iterations_and_starts_from_weights(tmp_path, samples):
     """--eval-every logs the held-out figures; --init-from starts from exported weights with a fresh Adam."""
     corpus = make_tiny_corpus(tmp_path, samples)
