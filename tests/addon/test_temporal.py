@@ -156,3 +156,15 @@ def test_a_pixel_hidden_in_the_previous_frame_takes_nothing_from_it_even_if_it_l
     vector = np.zeros((h, w, 4), np.float32)
     vector[..., 2], vector[..., 3] = 2.0, 1.0  # Blender: current minus next, y up
     np.testing.assert_array_equal(next_flow_from_vector(vector)[0, 0], [-2.0, 1.0])
+
+
+def test_strength_zero_is_the_per_frame_output_exactly():
+    """Strength 0 (the panel's "off") gives each frame as stylized, bit for bit, even with a previous frame and
+    motion at hand; so does the backend's step (tests/backend/test_smooth.py)."""
+    s = Smoother()
+    content, flow = texture(), np.zeros((20, 30, 2), np.float32)
+    s.apply("ViewLayer", 1, texture(), content, flow, 0.5)
+    f2 = texture()
+    out, smoothed = s.apply("ViewLayer", 2, f2, content, flow, 0.0)
+    assert not smoothed and out is f2
+    np.testing.assert_array_equal(smooth(f2, content, texture(), content, flow, 0.0), f2)
