@@ -11,6 +11,7 @@ from bpy.props import EnumProperty, IntProperty, StringProperty
 from adain_wire.manager import BackendUnavailableError
 
 from .frames import FrameCancelledError, FrameError
+from .modal_task import ModalTask
 
 MODE_ITEMS = [
     ("NEW", "New image", "Write the result into a new image, '<image> AdaIN' (packed into the .blend)"),
@@ -28,7 +29,7 @@ def _target(op: Any, context: bpy.types.Context) -> bpy.types.Image | None:
     return image
 
 
-class ADAIN_OT_stylize_image(bpy.types.Operator):
+class ADAIN_OT_stylize_image(ModalTask, bpy.types.Operator):
     """Stylize an image with a style slot's styles, weights, alpha and colour mode, into a new image or over its own
     pixels (no render; Esc cancels)"""
 
@@ -53,9 +54,9 @@ class ADAIN_OT_stylize_image(bpy.types.Operator):
         name="New image name", description="Name of the new image (empty: '<image> AdaIN')", options={"SKIP_SAVE"}
     )
 
+    CANCEL_TEXT = "AdaIN: cancelling Stylize Image…"
+
     _plan: Any = None
-    _task: Any = None
-    _timer: Any = None
     _t0 = 0.0
 
     @classmethod
@@ -80,6 +81,7 @@ class ADAIN_OT_stylize_image(bpy.types.Operator):
     def _finish(self, context: bpy.types.Context) -> set[str]:
         from . import stylize_image
 
+        assert self._task is not None
         try:
             img = stylize_image.finish(self._plan, self._task.result())
         except FrameCancelledError:
@@ -96,7 +98,7 @@ class ADAIN_OT_stylize_image(bpy.types.Operator):
         return {"FINISHED"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:  # scripts and blender -b: blocking
-        if not self._start(context):
+        if not self._start(context) or self._task is None:
             return {"CANCELLED"}
         self._task.wait()
         return self._finish(context)
@@ -104,33 +106,8 @@ class ADAIN_OT_stylize_image(bpy.types.Operator):
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:  # the UI: stays responsive, Esc cancels
         if not self._start(context):
             return {"CANCELLED"}
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
-        context.workspace.status_text_set(f"{self._task.progress}… (Esc cancels)")
-        return {"RUNNING_MODAL"}
-
-    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
-        if event.type == "ESC" and event.value == "PRESS":
-            self._task.cancel()
-            context.workspace.status_text_set("AdaIN: cancelling Stylize Image…")
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER" or not self._task.done():
-            return {"PASS_THROUGH"}
-        self._end(context)
-        return self._finish(context)
-
-    def cancel(self, context: bpy.types.Context) -> None:  # Blender ends the operator (file load, quit)
-        if self._task is not None:
-            self._task.cancel()
-        self._end(context)
-
-    def _end(self, context: bpy.types.Context) -> None:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
+        assert self._task is not None
+        return self._run_modal(context, self._task)
 
 
 def image_menu(self: Any, context: bpy.types.Context) -> None:

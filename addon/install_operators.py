@@ -18,6 +18,7 @@ from .backend_install import InstallCancelledError, InstallError
 from .background_task import BackgroundTask
 from .install_run import Install
 from .install_state import STATE, prepare
+from .modal_task import ModalTask
 from .properties import ADDON_DIR, ADDON_ID, install_root
 
 
@@ -33,11 +34,6 @@ def _redraw_preferences(context: bpy.types.Context) -> None:
                 area.tag_redraw()
 
 
-def _status(context: bpy.types.Context, text: str | None) -> None:
-    if context.workspace is not None:
-        context.workspace.status_text_set(text)
-
-
 def _stop_backend_using_it() -> None:
     """The environment is about to be replaced or removed: stop a backend that runs from it (it starts again, from
     the new one, on the next render)."""
@@ -45,15 +41,16 @@ def _stop_backend_using_it() -> None:
         session_backend.shutdown()
 
 
-class ADAIN_OT_backend_install(bpy.types.Operator):
+class ADAIN_OT_backend_install(ModalTask, bpy.types.Operator):
     """Install the backend, PyTorch and this add-on's backend, into a private Python environment in the add-on's
     user folder; Start local backend then uses it (Esc cancels)"""
 
     bl_idname = "adain.backend_install"
     bl_label = "Install Backend"
 
-    _task: Any = None
-    _timer: Any = None
+    TIMER_STEP = 0.2
+    CANCEL_TEXT = "AdaIN: cancelling the backend install…"
+    CANCEL_WAIT = 15.0  # the running pip is killed and the half-made environment removed
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -105,30 +102,27 @@ class ADAIN_OT_backend_install(bpy.types.Operator):
         def work(task: BackgroundTask[dict[str, object]]) -> dict[str, object]:
             return install.run(task.cancelled)
 
-        self._task = STATE.task = BackgroundTask(work, name="adain-backend-install").start()
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.2, window=context.window)
-        wm.modal_handler_add(self)
-        wm.progress_begin(0, 100)
-        return {"RUNNING_MODAL"}
+        STATE.task = BackgroundTask(work, name="adain-backend-install").start()
+        return self._run_modal(context, STATE.task)
 
-    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
+    def _status_line(self) -> str:
         install = STATE.install
-        if event.type == "ESC" and event.value == "PRESS":
-            self._task.cancel()
-            _status(context, "AdaIN: cancelling the backend install…")
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER" or install is None:
-            return {"PASS_THROUGH"}
-        if not self._task.done():
-            if not self._task.cancelled():
-                _status(context, f"AdaIN: installing the backend, {install.progress.line()} (Esc cancels)")
-            context.window_manager.progress_update(int(100 * install.progress.fraction))
-            _redraw_preferences(context)
-            return {"PASS_THROUGH"}
-        self._end(context)
+        return f"AdaIN: installing the backend, {install.progress.line() if install else ''} (Esc cancels)"
+
+    def _on_begin(self, context: bpy.types.Context) -> None:
+        context.window_manager.progress_begin(0, 100)
+
+    def _on_tick(self, context: bpy.types.Context) -> None:
+        if STATE.install is not None:
+            context.window_manager.progress_update(int(100 * STATE.install.progress.fraction))
+        _redraw_preferences(context)
+
+    def _finish(self, context: bpy.types.Context) -> set[str]:
+        install, task = STATE.install, self._task
+        if install is None or task is None:  # the add-on was disabled meanwhile (cancel_running)
+            return {"CANCELLED"}
         try:
-            self._task.result()
+            task.result()
         except InstallCancelledError as e:
             STATE.message, STATE.failed = str(e).capitalize(), False
             self.report({"WARNING"}, f"AdaIN: {e}")
@@ -142,19 +136,9 @@ class ADAIN_OT_backend_install(bpy.types.Operator):
             return {"CANCELLED"}
         return self._commit(install)
 
-    def cancel(self, context: bpy.types.Context) -> None:  # Blender ends the operator (window closed, quit)
-        if self._task is not None:
-            self._task.cancel()
-            self._task.wait(15)
-        self._end(context)
-
-    def _end(self, context: bpy.types.Context) -> None:
+    def _on_end(self, context: bpy.types.Context) -> None:
         STATE.install = STATE.task = None
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            context.window_manager.progress_end()
-            self._timer = None
-        _status(context, None)
+        context.window_manager.progress_end()
         _redraw_preferences(context)
 
 

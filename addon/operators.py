@@ -12,6 +12,7 @@ from adain_wire.manager import BackendUnavailableError
 
 from . import colour, compositor, engine_hook, samples, session_backend
 from .frames import FrameCancelledError, FrameError
+from .modal_task import ModalTask
 from .properties import enable_motion_vectors
 from .session import SESSION
 
@@ -260,16 +261,15 @@ class ADAIN_OT_backend_release(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class ADAIN_OT_restyle(bpy.types.Operator):
+class ADAIN_OT_restyle(ModalTask, bpy.types.Operator):
     """Stylize the last rendered frame again with the style slots as they are now, without rendering it again
     (into the image "AdaIN Restyle"; Esc cancels)"""
 
     bl_idname = "adain.restyle"
     bl_label = "Restyle Last Render"
+    CANCEL_TEXT = "AdaIN: cancelling the restyle…"
 
     _plan: Any = None
-    _task: Any = None
-    _timer: Any = None
     _t0 = 0.0
 
     @classmethod
@@ -298,26 +298,16 @@ class ADAIN_OT_restyle(bpy.types.Operator):
 
         self._t0 = time.perf_counter()
         try:
-            self._plan, self._task = restyle.start(context.scene)
+            self._plan, task = restyle.start(context.scene)
         except (FrameError, BackendUnavailableError) as e:
             self.report({"ERROR"}, f"AdaIN: {e}")
             return {"CANCELLED"}
-        wm = context.window_manager
-        self._timer = wm.event_timer_add(0.1, window=context.window)
-        wm.modal_handler_add(self)
-        context.workspace.status_text_set(f"{self._task.progress}… (Esc cancels)")
-        return {"RUNNING_MODAL"}
+        return self._run_modal(context, task)
 
-    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
+    def _finish(self, context: bpy.types.Context) -> set[str]:
         from . import restyle
 
-        if event.type == "ESC" and event.value == "PRESS":
-            self._task.cancel()
-            context.workspace.status_text_set("AdaIN: cancelling the restyle…")
-            return {"RUNNING_MODAL"}
-        if event.type != "TIMER" or not self._task.done():
-            return {"PASS_THROUGH"}
-        self._end(context)
+        assert self._task is not None
         try:
             images = restyle.finish(self._plan, self._task.result())
         except FrameCancelledError:
@@ -332,18 +322,6 @@ class ADAIN_OT_restyle(bpy.types.Operator):
         restyle.show(context, images)
         self.report({"INFO"}, restyle.message(self._plan, images, time.perf_counter() - self._t0))
         return {"FINISHED"}
-
-    def cancel(self, context: bpy.types.Context) -> None:  # Blender ends the operator (file load, quit)
-        if self._task is not None:
-            self._task.cancel()
-        self._end(context)
-
-    def _end(self, context: bpy.types.Context) -> None:
-        if self._timer is not None:
-            context.window_manager.event_timer_remove(self._timer)
-            self._timer = None
-        if context.workspace is not None:
-            context.workspace.status_text_set(None)
 
 
 CLASSES = (
