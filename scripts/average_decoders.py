@@ -1,6 +1,7 @@
 """Average the weights of decoder snapshots from one training run (stochastic weight averaging, post hoc).
 
     python scripts/average_decoders.py SNAP1.safetensors SNAP2.safetensors [...] --out averaged.safetensors
+    python scripts/average_decoders.py A.safetensors B.safetensors --weights 0.7,0.3 --out blend.safetensors
 
 Late in a run, Adam's steps make a decoder swing between a little more content and a little more style
 from one snapshot to the next (compare them with scripts/compare_decoders.py). The mean of the weights of
@@ -10,6 +11,8 @@ shipped decoder is such an average, and of which iterations.
 
 Only snapshots of one run make sense (the same initialisation and data, close in iterations); averaging
 unrelated decoders gives noise. Weights are averaged in float32 and written as float16, like ``--export``.
+``--weights`` gives a weighted mean instead (normalised to sum 1): for example a point on the line between a
+decoder and its fine-tuned descendant, which trades what one gained for what the other kept.
 """
 
 from __future__ import annotations
@@ -26,14 +29,19 @@ from adain.errors import AdainError, InputError
 from adain.tensorfile import load_tensors, save_tensors
 
 
-def average(paths: Sequence[Path]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """The mean of the decoders' tensors (float16) and metadata naming the averaged iterations."""
+def average(paths: Sequence[Path], weights: Sequence[float] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The (weighted) mean of the decoders' tensors (float16) and metadata naming the averaged iterations."""
     if len(paths) < 2:
         raise InputError(f"give at least two snapshots to average, got {len(paths)}")
+    if weights is None:
+        weights = [1.0] * len(paths)
+    if len(weights) != len(paths) or any(w < 0 for w in weights) or sum(weights) <= 0:
+        raise InputError(f"give one non-negative weight per decoder, not all 0; got {list(weights)} for {len(paths)}")
+    share = [w / sum(weights) for w in weights]
     total: dict[str, torch.Tensor] = {}
     iterations = []
     meta: dict[str, str] = {}
-    for path in paths:
+    for path, w in zip(paths, share, strict=True):
         tensors, meta = load_tensors(path)
         if meta.get("kind") != "decoder":
             raise InputError(f"{path} holds {meta.get('kind', 'no known network')!r} weights, expected a decoder")
@@ -42,15 +50,17 @@ def average(paths: Sequence[Path]) -> tuple[dict[str, torch.Tensor], dict[str, s
         for k, v in tensors.items():
             if k in total and total[k].shape != v.shape:
                 raise InputError(f"{path}: {k} is {tuple(v.shape)}, {paths[0]} has {tuple(total[k].shape)}")
-            total[k] = total.get(k, torch.zeros(v.shape)) + v.float()
+            total[k] = total.get(k, torch.zeros(v.shape)) + w * v.float()
         iterations.append(int(meta.get("iterations", "0")))
-    mean = {k: (v / len(paths)).half() for k, v in total.items()}
+    mean = {k: v.half() for k, v in total.items()}
     last = max(iterations)
     meta = meta | {
         "name": f"adain-decoder-{last}it-avg{len(paths)}",
         "iterations": str(last),
         "averaged_iterations": json.dumps(sorted(iterations)),
     }
+    if len(set(share)) > 1:
+        meta["averaged_weights"] = json.dumps({str(p): round(s, 6) for p, s in zip(paths, share, strict=True)})
     return mean, meta
 
 
@@ -58,9 +68,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("snapshots", nargs="+", type=Path, help="decoder .safetensors files of one training run")
     p.add_argument("--out", type=Path, required=True, help="where to write the averaged decoder")
+    p.add_argument("--weights", default=None, help="comma-separated weights, one per decoder (default: equal)")
     args = p.parse_args(argv)
     try:
-        tensors, meta = average(args.snapshots)
+        weights = None if args.weights is None else [float(w) for w in args.weights.split(",")]
+    except ValueError:
+        print(f"error: --weights must be comma-separated numbers, got {args.weights!r}", file=sys.stderr)
+        return 2
+    try:
+        tensors, meta = average(args.snapshots, weights)
     except AdainError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

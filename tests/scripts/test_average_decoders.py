@@ -53,3 +53,19 @@ def test_refuses_what_is_not_two_snapshots_of_one_decoder(avg, tmp_path, capsys)
     assert avg.main([str(a), str(tmp_path / "less.safetensors"), "--out", out]) == 2
     assert "other tensors than" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_weighted_mean_is_a_point_on_the_line(avg, tmp_path, capsys):
+    a = _snapshot(tmp_path / "a.safetensors", 1000, -0.25)
+    b = _snapshot(tmp_path / "b.safetensors", 1500, +0.25)
+    out = tmp_path / "blend.safetensors"
+    assert avg.main([str(a), str(b), "--weights", "3,1", "--out", str(out)]) == 0
+    blend, meta = load_tensors(out)
+    ref, _ = load_tensors(DEFAULT_DECODER_PATH)
+    for k in ref:  # 0.75 * (ref - 0.25) + 0.25 * (ref + 0.25) = ref - 0.125
+        torch.testing.assert_close(blend[k].float(), ref[k].float() - 0.125, atol=2e-3, rtol=2e-3)
+    assert json.loads(meta["averaged_weights"]) == {str(a): 0.75, str(b): 0.25}
+    for bad in ("1", "1,-1", "0,0", "a,b"):
+        assert avg.main([str(a), str(b), "--weights", bad, "--out", str(tmp_path / "x.safetensors")]) == 2
+        assert "weight" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
