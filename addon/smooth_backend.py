@@ -3,9 +3,10 @@
 ``temporal.Smoother`` keeps the history in Blender either way; this module only decides where one step runs and
 runs it there. ``ADAIN_SMOOTH_ON`` chooses:
 
-- ``auto`` (the default): on the backend when its device is a GPU and it serves ``smooth``. A 1080p step costs
-  about 0.3 s of numpy on a 2-core CPU and milliseconds on a GPU, plus ~75 MB through the socket; a CPU backend
-  would be no faster than numpy and would add the transfer, so with one the step stays in Blender.
+- ``auto`` (the default): on the backend when it runs on this machine (ipc, or tcp to a loopback address), its
+  device is a GPU and it serves ``smooth``. A 1080p step costs about 0.3 s of numpy on a 2-core CPU and
+  milliseconds on a GPU, plus ~75 MB through the socket: fast on loopback, but 0.6 s on a 1 Gb/s network, and a CPU
+  backend would be no faster than numpy, so in those cases the step stays in Blender.
 - ``backend``: on the backend whenever it serves ``smooth`` (its CPU too: for tests and measurements).
 - ``blender``: always in Blender.
 
@@ -15,6 +16,7 @@ in Blender instead, and the log says why: smoothing never costs a frame. Esc sti
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import time
@@ -45,11 +47,25 @@ def choice() -> str:
 
 
 def wanted(client: Client, where: str) -> bool:
-    """Whether a step goes to this client's backend, by ``where`` (one of CHOICES) and its hello."""
+    """Whether a step goes to this client's backend, by ``where`` (one of CHOICES), its address and its hello."""
     server = client.server
     if where == "blender" or server is None or Smooth.OP not in server.ops:
         return False
-    return where == "backend" or not server.device.lower().startswith("cpu")
+    return where == "backend" or (on_this_machine(client.endpoint) and not server.device.lower().startswith("cpu"))
+
+
+def on_this_machine(endpoint: str) -> bool:
+    """ipc and inproc endpoints, and tcp ones whose host is a loopback address or name."""
+    scheme, _, rest = endpoint.partition("://")
+    if scheme in ("ipc", "inproc"):
+        return True
+    host = rest.rpartition(":")[0].strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def remote(backend: BackendManager, wire: str = "float16", cancelled: Callable[[], bool] = lambda: False) -> Remote | None:
