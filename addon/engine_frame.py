@@ -85,6 +85,10 @@ def stylize_grabbed(snap: SceneSnapshot, grabbed: Grabbed, engine: str) -> np.nd
         out = stylize_reconnecting(backend, SESSION.ids_for, job, style_size=snap.style_size)
     out, smooth_note = _smooth(snap, grabbed, job, out)
     linear = layer_passes(view, image, display, out)[PASS]
+    if SESSION.seeding:  # not a frame of the job (render.seed_history reports the seed): no status
+        print(f"AdaIN: frame {frame} stylized to seed temporal smoothing (not written) in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return linear
     msg = f"AdaIN: frame {frame} stylized in {time.perf_counter() - t0:.1f} s ({engine}, after the compositor)"
     for warning in (note, *colour.check_view(view), smooth_note):
         if warning:

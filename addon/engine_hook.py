@@ -80,6 +80,7 @@ class _Job:
     started: float = 0.0
     stopped: bool = False
     frames: dict[int, np.ndarray | None] = field(default_factory=dict)  # frame -> stylized linear, None: failed
+    seed_failure: str | None = None  # why a seed frame (render.seed_history) was not stylized
 
 
 _job = _Job()
@@ -200,6 +201,8 @@ def show(linear: np.ndarray) -> None:
 # ------------------------------------------------------------------------------- handlers
 @bpy.app.handlers.persistent
 def on_render_init(scene: Any, *_: Any) -> None:
+    if SESSION.seeding:  # a seed render inside the job's render_init (render.seed_history): the job is the outer one
+        return
     _job.start_frame, _job.stopped, _job.started = scene.frame_current, False, time.time()
     _job.frames.clear()
 
@@ -207,10 +210,11 @@ def on_render_init(scene: Any, *_: Any) -> None:
 @bpy.app.handlers.persistent
 def on_render_post(scene: Any, *_: Any) -> None:
     support = _ours(scene)
-    if support is None or SESSION.seeding:
+    if support is None:
         return
     frame = scene.frame_current
-    _job.frames[frame] = None
+    if not SESSION.seeding:
+        _job.frames[frame] = None
     try:
         snap = snapshot(scene)
         layers = grab(scene)
@@ -222,6 +226,8 @@ def on_render_post(scene: Any, *_: Any) -> None:
     except Exception as e:  # a bug of ours: the plain frame is kept, and where to look is said
         log.exception("AdaIN failed on frame %s", frame)
         fail(frame, f"AdaIN: internal error on frame {frame} ({type(e).__name__}: {e}); the plain render is kept")
+        return
+    if SESSION.seeding:  # a frame before the job's first one: its smoothed result is the history, nothing else
         return
     _job.frames[frame] = linear
     _last_layers[:] = [layers]
@@ -292,6 +298,8 @@ def stop(scene: Any) -> None:
 
 @bpy.app.handlers.persistent
 def on_render_done(scene: Any, *_: Any) -> None:
+    if SESSION.seeding:
+        return
     _last_layers.clear()
     if _job.stopped and _job.start_frame is not None:
         scene.frame_current = _job.start_frame
@@ -299,10 +307,21 @@ def on_render_done(scene: Any, *_: Any) -> None:
 
 
 def fail(frame: int, message: str) -> None:
+    if SESSION.seeding:  # not a frame of the job: render.seed_history takes the reason (take_seed_failure)
+        _job.seed_failure = message
+        print(message, file=sys.stderr, flush=True)
+        return
     status = SESSION.status
     status.frame, status.ok, status.message = frame, False, message
     status.failed_frames.add(frame)
     print(message, file=sys.stderr, flush=True)
+
+
+def take_seed_failure() -> str | None:
+    """Why the last seed frame was not stylized (None: it was, or it was not ours), once: a handler cannot fail a
+    render, so ``render.seed_history`` asks after each seed frame."""
+    failure, _job.seed_failure = _job.seed_failure, None
+    return failure
 
 
 _HANDLERS = (

@@ -79,7 +79,7 @@ def on_render_init(scene: bpy.types.Scene, *_: Any) -> None:
     if bpy.app.background:
         compositor.sync_engine(scene)
     message = engine_message(scene)
-    if message:
+    if message and not SESSION.seeding:  # (said once for the job, not again for each seed frame)
         if not engine_supported(scene):
             SESSION.status.ok = False
         SESSION.status.message = message

@@ -31,7 +31,7 @@ from typing import Any
 
 import bpy
 
-from . import colour, temporal
+from . import colour, engine_hook, temporal
 from .frames import FrameError
 from .render_maths import PASS, SceneSnapshot, slot_pass_name
 from .render_result import fail, process_result
@@ -176,9 +176,13 @@ def animation_job() -> bool:
 def seed_history(scene: bpy.types.Scene) -> None:
     """Stylize the frames before the job's first one, without writing them, so that temporal smoothing starts from
     the same history as in one long run (``temporal.seed_frames``): chunks of an animation rendered on different
-    machines join up. Nothing to do with smoothing off, AdaIN off or another engine."""
+    machines join up. Nothing to do with smoothing off, AdaIN off or an engine without motion vectors (Workbench).
+
+    Each seed frame is a render without a file; Cycles' is stylized by the wrapped engine, EEVEE's (any engine of
+    ``engine_hook.ENGINES`` with a Vector pass) by the after-compositor hook's ``render_post``, which only smooths it
+    while ``SESSION.seeding`` is set and leaves why it failed for ``take_seed_failure``."""
     st = getattr(scene, "adain", None)
-    if st is None or not st.enabled or scene.render.engine != "CYCLES":
+    if st is None or not st.enabled or not smooths(scene.render.engine):
         return
     first, current = scene.frame_start, scene.frame_current
     scene.frame_set(first)
@@ -192,6 +196,8 @@ def seed_history(scene: bpy.types.Scene) -> None:
         for frame in range(first - n, first):
             scene.frame_set(frame)
             bpy.ops.render.render(write_still=False, scene=scene.name)
+            if (failure := engine_hook.take_seed_failure()) is not None:
+                raise RuntimeError(failure)
     except RuntimeError as e:  # the seed frame's error was reported; the job goes on, its first frame unsmoothed
         log.warning("could not seed temporal smoothing: %s", e)
         print(f"AdaIN: temporal smoothing not seeded, the first frame is not smoothed: {e}", file=sys.stderr)
@@ -199,3 +205,10 @@ def seed_history(scene: bpy.types.Scene) -> None:
     finally:
         SESSION.seeding = False
         scene.frame_set(current)
+
+
+def smooths(engine: str) -> bool:
+    """Whether renders of this engine are smoothed along motion vectors: Cycles, and the hook's engines with a
+    Vector pass (EEVEE)."""
+    support = engine_hook.ENGINES.get(engine)
+    return engine == "CYCLES" or (support is not None and support.vector)
