@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from . import colour, session_backend, temporal
+from . import colour, session_backend, smooth_backend, temporal
 from .frames import FrameJob, FrameResult, stylize_reconnecting
 from .render_maths import PASS, SceneSnapshot, SlotSnapshot, build_job, covering
 from .render_result import layer_passes
@@ -114,5 +114,8 @@ def _smooth(snap: SceneSnapshot, grabbed: Grabbed, job: FrameJob, out: FrameResu
         note = "temporal smoothing needs the Vector pass (View Layer > Passes > Data > Vector), which this engine did not write"
     else:
         flow = temporal.flow_from_vector(np.ascontiguousarray(vector, np.float32))
-    combined, _ = SESSION.smoother.apply(grabbed.layer, snap.frame, out.combined, job.image, flow, snap.temporal)
+    remote = None if flow is None else smooth_backend.remote(session_backend.backend(), job.wire)
+    with SESSION.client_lock():
+        combined, _ = SESSION.smoother.apply(grabbed.layer, snap.frame, out.combined, job.image, flow, snap.temporal,
+                                             remote=remote)  # fmt: skip
     return FrameResult(combined, out.slot_passes, out.compute_ms), note
