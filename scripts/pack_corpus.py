@@ -5,9 +5,12 @@
 
 The device tool carries at most 64 MiB a call (the working tree included), so a corpus of a few hundred MB
 travels as several parts, one a call, each merged into one corpus folder on the machine while it stays warm
-(docs/gpu_session.md gives the whole procedure). ``pack`` writes the train split only, each image resized to
+(docs/gpu_session.md gives the whole procedure). ``pack`` writes the train split, each image resized to
 what ``adain train`` keeps in memory anyway (contents: shorter side 512; styles: shorter side 768; never
 enlarged) and re-encoded as JPEG, so training on the packed corpus sees the same pixels up to JPEG noise.
+First, in part00, come the held-out photos and paintings that ``adain train --eval-every`` evaluates on (the same
+selection is made from them: ``adain.train_eval.load_heldout``), so a GPU run logs its held-out figures as it goes;
+their figures match this machine's within the JPEG and resize noise (``--no-heldout`` leaves them out).
 Every part holds its images and a ``manifest.csv`` with the original rows (licences and sources kept).
 ``merge`` moves a part's images into the target and appends its rows to the target's manifest; merging the
 same part twice is refused. Progress goes to stderr; Ctrl-C stops cleanly (the parts written so far stay).
@@ -68,11 +71,16 @@ def _write_part(out: Path, index: int, fields: list[str], rows: list[tuple[dict[
     return part
 
 
-def pack(corpus: Path, out: Path, part_mb: float, quality: int) -> list[Path]:
+EVAL_ROWS = {("content", "photo"), ("style", "painting")}  # what adain.train_eval.load_heldout picks from
+
+
+def pack(corpus: Path, out: Path, part_mb: float, quality: int, heldout: bool = True) -> list[Path]:
     fields, rows = _read_manifest(corpus / "manifest.csv")
     train = [r for r in rows if r["split"] == "train" and r["kind"] in SIDES]
     if not train:
         raise SystemExit(f"error: {corpus / 'manifest.csv'} has no training images")
+    if heldout:
+        train = [r for r in rows if r["split"] == "heldout" and (r["kind"], r.get("category", "")) in EVAL_ROWS] + train
     limit = int(part_mb * 2**20)
     parts: list[Path] = []
     current: list[tuple[dict[str, str], bytes]] = []
@@ -124,18 +132,19 @@ def merge(parts: Path, into: Path) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    pk = sub.add_parser("pack", help="write the train split as parts")
+    pk = sub.add_parser("pack", help="write the train split (and the evaluation's held-out images) as parts")
     pk.add_argument("--corpus", type=Path, required=True)
     pk.add_argument("--out", type=Path, required=True)
     pk.add_argument("--part-mb", type=float, default=48.0, help="largest part in MiB (default 48)")
     pk.add_argument("--quality", type=int, default=88, help="JPEG quality (default 88)")
+    pk.add_argument("--no-heldout", action="store_true", help="leave out the held-out evaluation images")
     mg = sub.add_parser("merge", help="merge parts into one corpus folder")
     mg.add_argument("--parts", type=Path, required=True)
     mg.add_argument("--into", type=Path, required=True)
     args = p.parse_args(argv)
     try:
         if args.cmd == "pack":
-            parts = pack(args.corpus, args.out, args.part_mb, args.quality)
+            parts = pack(args.corpus, args.out, args.part_mb, args.quality, heldout=not args.no_heldout)
             print("\n".join(str(x) for x in parts))
         else:
             print(f"merged {merge(args.parts, args.into)} images into {args.into}")

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from adain.train_data import corpus_pools as _corpus_pools
+from adain.train_eval import load_heldout
 from tests.scripts.script_loader import load_script
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "pack_corpus.py"
@@ -25,7 +26,9 @@ def _corpus(tmp: Path, samples: Path) -> Path:
             ("train", "content", "content/b.jpg", "content_coffee.jpg", "texture"),
             ("train", "style", "style/c.jpg", "style_wesnoth_httt_wizards.jpg", "painting"),
             ("train", "style", "style/d.jpg", "style_wesnoth_painted_mountains.jpg", "story"),
-            ("heldout", "content", "content/e.jpg", "content_chelsea_cat.jpg", "photo")]  # fmt: skip
+            ("heldout", "content", "content/e.jpg", "content_chelsea_cat.jpg", "photo"),
+            ("heldout", "style", "style/f.jpg", "style_wesnoth_trow_great_tree.jpg", "painting"),
+            ("heldout", "style", "style/g.jpg", "style_freecol_portrait_hudson.jpg", "portrait")]  # fmt: skip
     tmp.mkdir()
     with (tmp / "manifest.csv").open("w", newline="") as f:
         w = csv.writer(f)
@@ -42,13 +45,21 @@ def test_pack_in_parts_then_merge_gives_the_train_split_resized(pc, samples, tmp
     corpus = _corpus(tmp_path / "corpus", samples)
     parts = pc.pack(corpus, tmp_path / "pack", part_mb=0.05, quality=85)  # ~50 KB parts: one or two images each
     assert len(parts) >= 2 and all((p / "manifest.csv").is_file() for p in parts)
+    with (parts[0] / "manifest.csv").open(newline="") as f:
+        assert next(csv.DictReader(f))["split"] == "heldout", "the evaluation's images come first, in part00"
     into = tmp_path / "merged"
-    assert pc.merge(tmp_path / "pack", into) == 4  # the held-out image does not travel
+    assert pc.merge(tmp_path / "pack", into) == 6  # the held-out portrait (no evaluation uses it) does not travel
     assert pc.merge(tmp_path / "pack", into) == 0  # merging again adds nothing
     with (into / "manifest.csv").open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert sorted(r["file"] for r in rows) == ["content/a.jpg", "content/b.jpg", "style/c.jpg", "style/d.jpg"]
+    train = sorted(r["file"] for r in rows if r["split"] == "train")
+    assert train == ["content/a.jpg", "content/b.jpg", "style/c.jpg", "style/d.jpg"]
     assert {r["category"] for r in rows} == {"photo", "texture", "painting", "story"}  # sampling weights still work
+    held = load_heldout(into, contents=6, styles=6, size=64)  # adain train --eval-every works on the merged corpus
+    assert held.content_files == ("content/e.jpg",) and held.style_files == ("style/f.jpg",)
+    assert pc.merge(tmp_path / "pack", tmp_path / "m2") == 6
+    assert len(pc.pack(corpus, tmp_path / "pack2", part_mb=50, quality=85, heldout=False)) == 1
+    assert pc.merge(tmp_path / "pack2", tmp_path / "m3") == 4
     for r in rows:
         with Image.open(into / r["file"]) as im:
             assert im.format == "JPEG" and min(im.size) <= pc.SIDES[r["kind"]]
