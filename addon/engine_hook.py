@@ -246,10 +246,9 @@ def on_render_write(scene: Any, *_: Any) -> None:
         return
     path = written_path(scene, frame)
     linear = _job.frames.pop(frame)
-    f = scene.render.image_settings
-    if f.file_format == "FFMPEG" or getattr(f, "media_type", "") == "VIDEO":
-        if linear is not None:
-            print("AdaIN: movie output stays plain with this engine; render an image sequence", file=sys.stderr)
+    if note := movie_note(scene):  # (the console was told at render_init: engine_watch.engine_message)
+        if linear is not None and SESSION.status.ok:
+            SESSION.status.message += f" (warning: {note})"
         return
     if path is None:  # (nothing to rewrite or delete)
         if linear is None:
@@ -269,6 +268,16 @@ def on_render_write(scene: Any, *_: Any) -> None:
     except OSError:
         pass
     stop(scene)
+
+
+def movie_note(scene: Any) -> str:
+    """Why the output stays plain when it is a movie and the engine one of ours ("" otherwise): Blender encodes each
+    frame into the movie before ``render_post``, and a movie cannot be rewritten frame by frame."""
+    support = ENGINES.get(scene.render.engine)
+    if support is None or not scene.render.is_movie_format:
+        return ""
+    return (f"the movie output stays plain with {support.label} (Blender encodes each frame before AdaIN sees it): "
+            "render an image sequence (PNG, EXR) and make the movie from it")  # fmt: skip
 
 
 def written_path(scene: Any, frame: int) -> str | None:

@@ -34,8 +34,13 @@ def engine_message(scene: bpy.types.Scene) -> str:
         engine = ENGINE_NAMES.get(scene.render.engine, scene.render.engine)
         return (f"AdaIN stylizes Cycles, EEVEE and Workbench renders; this scene renders with {engine}, so its output "
                 "is the plain render.")  # fmt: skip
-    msg = (f"With {support.label}, AdaIN stylizes the frame after the compositor (nodes after AdaIN's see the plain "
-           f"render) and rewrites the output file; F12 shows it in the image '{engine_hook.RESULT_IMAGE}'.")  # fmt: skip
+    result = f"F12 shows it in the image '{engine_hook.RESULT_IMAGE}'."
+    if movie := engine_hook.movie_note(scene):  # said first: it is what the user must change
+        msg = (f"{movie[0].upper()}{movie[1:]}. With {support.label}, AdaIN stylizes the frame after the compositor "
+               f"(nodes after AdaIN's see the plain render); {result}")  # fmt: skip
+    else:
+        msg = (f"With {support.label}, AdaIN stylizes the frame after the compositor (nodes after AdaIN's see the plain "
+               f"render) and rewrites the output file; {result}")  # fmt: skip
     if not support.cryptomatte:
         msg += f" {support.label} has no Cryptomatte: the first enabled slot styles the whole frame."
     if not support.vector and st.temporal > 0:

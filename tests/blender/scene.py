@@ -119,3 +119,11 @@ def object_box(scene: bpy.types.Scene, name: str, half: float = 0.08) -> tuple[s
 def group_factor(scene: bpy.types.Scene, value: float) -> None:
     tree = scene.compositing_node_group if bpy.app.version >= (5, 0, 0) else scene.node_tree
     tree.nodes["AdaIN Stylize"].inputs["Factor"].default_value = value
+
+
+def movie_output(scene: bpy.types.Scene, on: bool) -> None:
+    """A movie (FFmpeg) output, or back to 8-bit PNG."""
+    f = scene.render.image_settings
+    if hasattr(f, "media_type"):  # Blender 5.0
+        f.media_type = "VIDEO" if on else "IMAGE"
+    f.file_format = "FFMPEG" if on else "PNG"

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tests.blender.backends import backend_command
-from tests.blender.scene import SAMPLES, fresh_scene, object_box, read_png, render_still, set_slot
+from tests.blender.scene import SAMPLES, fresh_scene, movie_output, object_box, read_png, render_still, set_slot
 
 from addon import engine_hook, exr  # isort: skip  (scene.py put the repository on sys.path)
 from addon.session import SESSION  # isort: skip
@@ -188,3 +188,22 @@ def test_workbench_model_styles_the_whole_frame(scene: bpy.types.Scene, model_ba
     assert np.abs(stylized[rows, cols] - plain[rows, cols]).mean() > 2.0
     assert _blue_lean(stylized) > _blue_lean(plain), "the first slot's (cool) style shows"
     assert SAMPLES.is_dir()
+
+
+def test_a_movie_output_stays_plain_and_the_status_says_so(
+    scene: bpy.types.Scene, identity_backend: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    _slots(scene, WARM, COOL)
+    scene.render.engine = "BLENDER_WORKBENCH"  # (fast; EEVEE takes the same path)
+    movie_output(scene, True)
+    scene.frame_start, scene.frame_end = 1, 2
+    scene.render.filepath = str(tmp_path / "movie_")
+    try:
+        bpy.ops.render.render(animation=True)
+    finally:
+        movie_output(scene, False)
+        scene.render.engine, scene.frame_end = EEVEE, 3
+    assert SESSION.status.ok and sorted(SESSION.status.stylized_frames) == [1, 2], SESSION.status.message
+    assert "warning: the movie output stays plain with Workbench" in SESSION.status.message
+    assert capfd.readouterr().err.count("movie output stays plain") == 1, "the console is told once per job"
+    assert [p.stat().st_size > 0 for p in tmp_path.iterdir()] == [True], "Blender's movie is written, untouched"

@@ -16,12 +16,13 @@ from typing import Any
 import bpy
 import pytest
 
-from tests.blender.scene import fresh_scene, render_still, set_slot
+from tests.blender.scene import fresh_scene, movie_output, render_still, set_slot
 from tests.blender.test_render import STYLE_WARM
 
 from addon import panels, properties  # isort: skip  (scene.py put the repository on sys.path)
 from addon.session import SESSION  # isort: skip
 
+EEVEE = "BLENDER_EEVEE_NEXT" if bpy.app.version < (5, 0, 0) else "BLENDER_EEVEE"
 ICONS = set(bpy.types.UILayout.bl_rna.functions["label"].parameters["icon"].enum_items.keys())
 
 
@@ -128,6 +129,26 @@ def test_panel_draws_in_every_state(identity_backend: str, tmp_path: Path) -> No
     scene.render.engine = "BLENDER_WORKBENCH"  # the engine warning and the Set up button
     calls = _draw()
     assert ("operator", "adain.setup") in calls
+
+
+def test_panel_says_a_movie_stays_plain_with_eevee_and_workbench() -> None:
+    scene = fresh_scene(width=32, height=24)
+    SESSION.status.message = ""
+
+    def said() -> str:
+        return " ".join(text for kind, text in _draw() if kind == "label")
+
+    movie_output(scene, True)
+    assert scene.render.is_movie_format
+    assert "movie" not in said(), "Cycles stylizes movies: nothing to say"
+    for engine, label in ((EEVEE, "EEVEE"), ("BLENDER_WORKBENCH", "Workbench")):
+        scene.render.engine = engine
+        text = said()
+        assert text.startswith(f"The movie output stays plain with {label}") and "image sequence" in text, text
+        assert "rewrites the output file" not in text
+    movie_output(scene, False)
+    text = said()
+    assert "movie" not in text and "rewrites the output file" in text, text
 
 
 class _Prefs:  # the preferences' values, with the real class's RNA (Python cannot create AddonPreferences)
