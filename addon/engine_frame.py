@@ -67,9 +67,10 @@ def whole_frame(snap: SceneSnapshot, grabbed: Grabbed) -> tuple[SceneSnapshot, s
     return replace(snap, slots=(SlotSnapshot(first.job, "OTHER", frozenset()),)), note
 
 
-def stylize_grabbed(snap: SceneSnapshot, grabbed: Grabbed, engine: str) -> np.ndarray:
+def stylize_grabbed(snap: SceneSnapshot, grabbed: Grabbed, engine: str, progress: str = "") -> np.ndarray:
     """The stylized frame (H, W, 4) scene-linear premultiplied, Blender's row order; FrameError (or
-    BackendUnavailableError) when it cannot be made. Keeps the frame for Restyle Last Render and reports."""
+    BackendUnavailableError) when it cannot be made. Keeps the frame for Restyle Last Render and reports (with
+    ``progress``, where the frame stands in its job, "2 of 6")."""
     frame, t0 = snap.frame, time.perf_counter()
     view = snap.view
     image = grabbed.image
@@ -77,7 +78,8 @@ def stylize_grabbed(snap: SceneSnapshot, grabbed: Grabbed, engine: str) -> np.nd
     display = colour.to_display(view, image)
     crypto = {k: covering(c) for k in ("Object", "Material") if (c := grabbed.crypto(k))}
     SESSION.last_render[:] = [RenderedLayer(snap.scene, frame, grabbed.layer, view, image, display, crypto)]
-    print(f"AdaIN: stylizing frame {frame} ({engine}, after the compositor)", file=sys.stderr, flush=True)
+    where = f"{progress} in this job; " if progress else ""
+    print(f"AdaIN: stylizing frame {frame} ({where}{engine}, after the compositor)", file=sys.stderr, flush=True)
     snap, note = whole_frame(snap, grabbed)
     job = build_job(snap, grabbed.crypto, display, w, h)
     backend = session_backend.backend()

@@ -43,7 +43,7 @@ from . import exr
 from .engine_frame import pick, stylize_grabbed
 from .frames import FrameError
 from .render_maths import PASS
-from .scene_snapshot import snapshot
+from .scene_snapshot import job_progress, snapshot
 from .session import SESSION
 
 log = logging.getLogger("adain.engine_hook")
@@ -169,6 +169,27 @@ def _letters(name: str, n: int) -> str:
     return "RGBA"[:n] if n <= 4 else "".join(chr(ord("A") + i) for i in range(n))
 
 
+_bar: list[str | None] = [None]
+
+
+def status_bar(text: str | None) -> None:
+    """In the UI, the status bar says which frame is being stylized (None clears it). Set from a timer on the main
+    thread (the handlers run on the render thread), the latest text winning; background Blender has no status bar."""
+    if bpy.app.background:
+        return
+    _bar[0] = text
+
+    def apply() -> None:
+        for window in getattr(bpy.context.window_manager, "windows", ()):
+            try:
+                with bpy.context.temp_override(window=window):
+                    window.workspace.status_text_set(_bar[0])
+            except Exception:  # (a window closing meanwhile: the status bar is only a courtesy)
+                log.debug("could not set the status bar", exc_info=True)
+
+    bpy.app.timers.register(apply, first_interval=0.0)
+
+
 def show(linear: np.ndarray) -> None:
     """Put the stylized frame in the image "AdaIN Result" (on the main thread) and show it in the render window."""
 
@@ -215,11 +236,13 @@ def on_render_post(scene: Any, *_: Any) -> None:
     frame = scene.frame_current
     if not SESSION.seeding:
         _job.frames[frame] = None
+    progress = job_progress(scene)
+    status_bar(f"AdaIN: stylizing frame {frame}{f' ({progress})' if progress else ''} after {support.label}'s render...")
     try:
         snap = snapshot(scene)
         layers = grab(scene)
         grabbed = pick(layers, [vl.name for vl in scene.view_layers if vl.use])
-        linear = stylize_grabbed(snap, grabbed, support.label)
+        linear = stylize_grabbed(snap, grabbed, support.label, progress)
     except (FrameError, BackendUnavailableError) as e:
         fail(frame, f"AdaIN: frame {frame} not stylized, the plain render is kept: {e}")
         return
@@ -227,6 +250,8 @@ def on_render_post(scene: Any, *_: Any) -> None:
         log.exception("AdaIN failed on frame %s", frame)
         fail(frame, f"AdaIN: internal error on frame {frame} ({type(e).__name__}: {e}); the plain render is kept")
         return
+    finally:
+        status_bar(None)
     if SESSION.seeding:  # a frame before the job's first one: its smoothed result is the history, nothing else
         return
     _job.frames[frame] = linear

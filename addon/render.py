@@ -35,7 +35,7 @@ from . import colour, engine_hook, temporal
 from .frames import FrameError
 from .render_maths import PASS, SceneSnapshot, slot_pass_name
 from .render_result import fail, process_result
-from .scene_snapshot import snapshot
+from .scene_snapshot import animation_job, snapshot
 from .session import SESSION
 
 log = logging.getLogger("adain.render")
@@ -160,17 +160,6 @@ def on_render_init(scene: bpy.types.Scene, *_: Any) -> None:
     SESSION.new_render()
     if animation_job() and _hook.active:
         seed_history(scene)
-
-
-ANIMATION_FLAGS = ("-a", "--render-anim")
-
-
-def animation_job() -> bool:
-    """Whether this is ``blender -b … -a``: a render farm's job, perhaps one chunk of a longer animation.
-
-    (A render_init handler cannot tell a still from an animation; the command line can. In the UI an animation is
-    one long run, which needs no seed.)"""
-    return bpy.app.background and any(arg in ANIMATION_FLAGS for arg in sys.argv)
 
 
 def seed_history(scene: bpy.types.Scene) -> None:

@@ -7,6 +7,7 @@ in *Restyle Last Render* with the scene as it is now.
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import bpy
@@ -17,6 +18,24 @@ from adain_wire.options import STYLE_SIZES
 from . import colour, compositor
 from .frames import FrameError, SlotJob, StyleSource, style_source_from_file
 from .render_maths import SceneSnapshot, SlotSnapshot, srgb_encode
+
+ANIMATION_FLAGS = ("-a", "--render-anim")
+
+
+def animation_job() -> bool:
+    """Whether this is ``blender -b … -a``: a render farm's job, perhaps one chunk of a longer animation.
+
+    (A render_init handler cannot tell a still from an animation; the command line can. In the UI an animation is
+    one long run, which needs no seed.)"""
+    return bpy.app.background and any(arg in ANIMATION_FLAGS for arg in sys.argv)
+
+
+def job_progress(scene: bpy.types.Scene) -> str:
+    """Where the current frame stands in a ``blender -b -a`` job ("2 of 6"; "" in any other render)."""
+    if not animation_job():
+        return ""
+    step = max(1, scene.frame_step)
+    return f"{(scene.frame_current - scene.frame_start) // step + 1} of {(scene.frame_end - scene.frame_start) // step + 1}"
 
 
 def snapshot(scene: bpy.types.Scene) -> SceneSnapshot:

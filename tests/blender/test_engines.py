@@ -7,6 +7,7 @@ cube ("Red") and the sphere ("Blue") on two material slots, the global alpha key
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,3 +208,21 @@ def test_a_movie_output_stays_plain_and_the_status_says_so(
     assert "warning: the movie output stays plain with Workbench" in SESSION.status.message
     assert capfd.readouterr().err.count("movie output stays plain") == 1, "the console is told once per job"
     assert [p.stat().st_size > 0 for p in tmp_path.iterdir()] == [True], "Blender's movie is written, untouched"
+
+
+def test_a_farm_job_says_where_each_frame_stands(
+    scene: bpy.types.Scene, identity_backend: str, tmp_path: Path, monkeypatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """``blender -b f.blend -s 2 -e 3 -a``: the console names each frame's place in the job (Workbench: fast)."""
+    monkeypatch.setattr(sys, "argv", ["blender", "-b", "f.blend", "-s", "2", "-e", "3", "-a"])
+    _slots(scene, WARM, COOL)
+    scene.render.engine = "BLENDER_WORKBENCH"
+    scene.frame_start, scene.render.filepath = 2, str(tmp_path / "f_")
+    try:
+        bpy.ops.render.render(animation=True)
+    finally:
+        scene.render.engine, scene.frame_start = EEVEE, 1
+    err = capfd.readouterr().err
+    assert SESSION.status.ok and sorted(SESSION.status.stylized_frames) == [2, 3], SESSION.status.message
+    for line in ("stylizing frame 2 (1 of 2 in this job; Workbench", "stylizing frame 3 (2 of 2 in this job; Workbench"):
+        assert line in err, err
