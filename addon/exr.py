@@ -100,15 +100,23 @@ def _headers(data: bytes) -> tuple[list[dict[str, tuple[str, bytes]]], int, bool
 def read_metadata(path: str | Path) -> dict[str, tuple[str, bytes]]:
     """The header attributes other than the layout (``LAYOUT_ATTRIBUTES``): ``{name: (type, raw value)}``, in the
     file's order. Of a multi-part file, every part's; where parts disagree (Blender 5.0's per-part
-    ``colorInteropID``), the first part's value. Any compression: only the headers are read."""
+    ``colorInteropID``), the first part's value. Any compression: only the headers are read, 64 KiB at first, more
+    while they go on (Cryptomatte manifests of big scenes)."""
+    data, size = b"", 1 << 16
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as fh:
+            while True:
+                more = fh.read(size - len(data))
+                data += more
+                try:
+                    headers = _headers(data)[0]
+                    break
+                except (ValueError, IndexError, struct.error) as e:  # (the headers go on past what was read)
+                    if len(data) < size:  # the whole file was read: a header cut short
+                        raise ExrError(f"not a readable OpenEXR header ({e})") from e
+                    size *= 2
     except OSError as e:
         raise ExrError(f"cannot read {path}: {e}") from e
-    try:
-        headers = _headers(data)[0]
-    except (ValueError, IndexError, struct.error) as e:  # (a header cut short)
-        raise ExrError(f"not a readable OpenEXR header ({e})") from e
     out: dict[str, tuple[str, bytes]] = {}
     for attrs in headers:
         for name, value in attrs.items():

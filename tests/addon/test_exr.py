@@ -56,6 +56,15 @@ def test_header_metadata_is_written_and_read_back(tmp_path: Path) -> None:
     assert exr.read_metadata(tmp_path / "plain.exr") == {}
 
 
+def test_a_manifest_longer_than_the_first_read(tmp_path: Path) -> None:
+    """A big scene's manifest (here 200 KB, past the first 64 KiB read) comes back whole."""
+    manifest = "{" + ",".join(f'"object {i:05d}":"{i:08x}"' for i in range(8000)) + "}"
+    assert len(manifest) > 3 * (1 << 16)
+    metadata = {**CRYPTO, "cryptomatte/542cafa/manifest": ("string", manifest.encode())}
+    exr.write_layers(tmp_path / "big.exr", {"ViewLayer": {"Combined": ("RGBA", np.zeros((2, 3, 4), np.float32))}}, metadata)
+    assert exr.read_metadata(tmp_path / "big.exr") == metadata
+
+
 def _header(attrs: list[tuple[str, str, bytes]]) -> bytes:
     attr = (name.encode() + b"\0" + kind.encode() + b"\0" + len(v).to_bytes(4, "little") + v for name, kind, v in attrs)
     return b"".join(attr) + b"\0"
