@@ -198,9 +198,7 @@ class Handlers:
         """A frame at least MIN_SIDE on each side and within max_pixels."""
         h, w = frame.shape[:2]
         if min(h, w) < MIN_SIDE:
-            raise BackendError(
-                ErrorCode.BAD_ARRAY, f"{op}: the frame is {w}x{h}; frames must be at least {MIN_SIDE}x{MIN_SIDE}"
-            )
+            raise BackendError(ErrorCode.BAD_ARRAY, f"{op}: the frame is {w}x{h}; frames must be at least {MIN_SIDE}x{MIN_SIDE}")
         self._check_pixels("frame", h, w)
 
     def _check_pixels(self, what: str, h: int, w: int) -> None:
