@@ -19,9 +19,10 @@ _registered: list[type] = []
 def register() -> None:
     import bpy
 
-    from . import engine_watch, image_operators, install_operators, operators, panels, properties, render
+    from . import engine_watch, escape_watch, image_operators, install_operators, operators, panels, properties, render
 
-    classes = (*properties.CLASSES, *operators.CLASSES, *image_operators.CLASSES, *install_operators.CLASSES, *panels.CLASSES)
+    classes = (*properties.CLASSES, *operators.CLASSES, *image_operators.CLASSES, *install_operators.CLASSES,
+               *escape_watch.CLASSES, *panels.CLASSES)  # fmt: skip
     for cls in classes:
         bpy.utils.register_class(cls)
         _registered.append(cls)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -67,10 +68,13 @@ def whole_frame(snap: SceneSnapshot, grabbed: Grabbed) -> tuple[SceneSnapshot, s
     return replace(snap, slots=(SlotSnapshot(first.job, "OTHER", frozenset()),)), note
 
 
-def stylize_grabbed(snap: SceneSnapshot, grabbed: Grabbed, engine: str, progress: str = "") -> np.ndarray:
+def stylize_grabbed(
+    snap: SceneSnapshot, grabbed: Grabbed, engine: str, progress: str = "", cancelled: Callable[[], bool] = lambda: False
+) -> np.ndarray:
     """The stylized frame (H, W, 4) scene-linear premultiplied, Blender's row order; FrameError (or
-    BackendUnavailableError) when it cannot be made. Keeps the frame for Restyle Last Render and reports (with
-    ``progress``, where the frame stands in its job, "2 of 6")."""
+    BackendUnavailableError) when it cannot be made, FrameCancelledError once ``cancelled()`` turns true while the
+    backend works. Keeps the frame for Restyle Last Render and reports (with ``progress``, where the frame stands in
+    its job, "2 of 6")."""
     frame, t0 = snap.frame, time.perf_counter()
     view = snap.view
     image = grabbed.image
@@ -83,9 +87,9 @@ def stylize_grabbed(snap: SceneSnapshot, grabbed: Grabbed, engine: str, progress
     snap, note = whole_frame(snap, grabbed)
     job = build_job(snap, grabbed.crypto, display, w, h)
     backend = session_backend.backend()
-    with SESSION.client_lock():
-        out = stylize_reconnecting(backend, SESSION.ids_for, job, style_size=snap.style_size)
-    out, smooth_note = _smooth(snap, grabbed, job, out)
+    with SESSION.client_lock(cancelled):
+        out = stylize_reconnecting(backend, SESSION.ids_for, job, style_size=snap.style_size, cancelled=cancelled)
+    out, smooth_note = _smooth(snap, grabbed, job, out, cancelled)
     linear = layer_passes(view, image, display, out)[PASS]
     if SESSION.seeding:  # not a frame of the job (render.seed_history reports the seed): no status
         print(f"AdaIN: frame {frame} stylized to seed temporal smoothing (not written) in {time.perf_counter() - t0:.1f} s",
@@ -103,7 +107,9 @@ def stylize_grabbed(snap: SceneSnapshot, grabbed: Grabbed, engine: str, progress
     return linear
 
 
-def _smooth(snap: SceneSnapshot, grabbed: Grabbed, job: FrameJob, out: FrameResult) -> tuple[FrameResult, str]:
+def _smooth(
+    snap: SceneSnapshot, grabbed: Grabbed, job: FrameJob, out: FrameResult, cancelled: Callable[[], bool]
+) -> tuple[FrameResult, str]:
     """Temporal smoothing along the view layer's Vector pass (a still has no previous frame: unchanged)."""
     if snap.temporal <= 0.0:
         SESSION.smoother.reset()
@@ -116,8 +122,8 @@ def _smooth(snap: SceneSnapshot, grabbed: Grabbed, job: FrameJob, out: FrameResu
         note = "temporal smoothing needs the Vector pass (View Layer > Passes > Data > Vector), which this engine did not write"
     else:
         flow = temporal.flow_from_vector(np.ascontiguousarray(vector, np.float32))
-    remote = None if flow is None else smooth_backend.remote(session_backend.backend(), job.wire)
-    with SESSION.client_lock():
+    remote = None if flow is None else smooth_backend.remote(session_backend.backend(), job.wire, cancelled)
+    with SESSION.client_lock(cancelled):
         combined, _ = SESSION.smoother.apply(grabbed.layer, snap.frame, out.combined, job.image, flow, snap.temporal,
                                              remote=remote)  # fmt: skip
     return FrameResult(combined, out.slot_passes, out.compute_ms), note

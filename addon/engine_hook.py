@@ -39,9 +39,9 @@ import numpy as np
 
 from adain_wire.manager import BackendUnavailableError
 
-from . import exr
+from . import escape_watch, exr
 from .engine_frame import pick, stylize_grabbed
-from .frames import FrameError
+from .frames import FrameCancelledError, FrameError
 from .render_maths import PASS
 from .scene_snapshot import job_progress, snapshot
 from .session import SESSION
@@ -226,6 +226,14 @@ def on_render_init(scene: Any, *_: Any) -> None:
         return
     _job.start_frame, _job.stopped, _job.started = scene.frame_current, False, time.time()
     _job.frames.clear()
+    if _ours(scene) is not None:
+        SESSION.render_break.clear()
+        escape_watch.start()
+
+
+def esc_pressed() -> bool:
+    """Esc in the UI since the render job started (``escape_watch``), polled while the backend works."""
+    return SESSION.render_break.is_set()
 
 
 @bpy.app.handlers.persistent
@@ -242,7 +250,10 @@ def on_render_post(scene: Any, *_: Any) -> None:
         snap = snapshot(scene)
         layers = grab(scene)
         grabbed = pick(layers, [vl.name for vl in scene.view_layers if vl.use])
-        linear = stylize_grabbed(snap, grabbed, support.label, progress)
+        linear = stylize_grabbed(snap, grabbed, support.label, progress, cancelled=lambda: esc_pressed())
+    except FrameCancelledError:
+        fail(frame, f"AdaIN: frame {frame} not stylized: cancelled (Esc); the plain render is kept")
+        return
     except (FrameError, BackendUnavailableError) as e:
         fail(frame, f"AdaIN: frame {frame} not stylized, the plain render is kept: {e}")
         return

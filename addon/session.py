@@ -62,6 +62,7 @@ class RenderSession:
         self._ids_client: object | None = None
         self._client_lock = threading.Lock()  # one user of the backend connection at a time: a render or a restyle
         self.seeding = False  # frames rendered before an animation's first one, only to seed temporal smoothing
+        self.render_break = threading.Event()  # Esc during a render job of an engine without test_break (escape_watch)
 
     def ids_for(self, client: object) -> StyleIds:
         """The style ids known to ``client`` (forgotten when the connection is a new one). Hold ``client_lock``."""
@@ -86,6 +87,7 @@ class RenderSession:
         self.status.failed_frames.clear()
         self.status.stylized_frames.clear()
         self.smoother.reset()
+        self.render_break.clear()
 
     def reset(self) -> None:
         """The add-on is unregistered: forget everything, the connection's style ids too."""

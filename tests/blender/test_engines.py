@@ -160,6 +160,39 @@ def test_eevee_dead_backend_keeps_the_plain_frame_and_stops(scene: bpy.types.Sce
     assert (tmp_path / "anim_0003.png").read_bytes() == b"kept"
 
 
+def test_eevee_esc_cancels_the_frame_leaves_it_unwritten_and_stops(
+    scene: bpy.types.Scene, model_backend: str, tmp_path: Path
+) -> None:
+    """Esc in the UI sets ``SESSION.render_break`` (``escape_watch``'s modal operator: the bpy module has no window
+    to press it in, so a render_pre handler sets the flag as frame 2 starts). The rest is real: EEVEE, the backend,
+    the handler that polls the flag while it waits, the file Blender wrote deleted, the animation stopped."""
+    _slots(scene, WARM, COOL)
+    scene.frame_set(1)
+    scene.render.filepath = str(tmp_path / "anim_")
+
+    def press_esc_at_frame_2(sc: bpy.types.Scene, *_: object) -> None:
+        if sc.frame_current == 2:
+            SESSION.render_break.set()
+
+    bpy.app.handlers.render_pre.append(press_esc_at_frame_2)
+    try:
+        bpy.ops.render.render(animation=True)
+    finally:
+        bpy.app.handlers.render_pre.remove(press_esc_at_frame_2)
+    assert not SESSION.status.ok and "cancelled (Esc)" in SESSION.status.message, SESSION.status.message
+    assert SESSION.status.stylized_frames == [1] and SESSION.status.failed_frames == {2}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["anim_0001.png"], "frame 2 unwritten, frame 3 not rendered"
+    assert scene.frame_current == 1, "the scene's frame is put back"
+
+    scene.render.use_overwrite = False
+    try:
+        bpy.ops.render.render(animation=True)  # the next job clears the flag and renders exactly the missing frames
+    finally:
+        scene.render.use_overwrite = True
+    assert SESSION.status.ok, SESSION.status.message
+    assert sorted(SESSION.status.stylized_frames) == [2, 3]
+
+
 def test_workbench_whole_frame_fallback(scene: bpy.types.Scene, identity_backend: str, tmp_path: Path) -> None:
     _slots(scene, WARM, COOL)
     scene.render.engine = "BLENDER_WORKBENCH"
