@@ -43,7 +43,7 @@ from . import escape_watch, exr
 from .engine_frame import pick, stylize_grabbed
 from .frames import FrameCancelledError, FrameError
 from .render_maths import PASS
-from .scene_snapshot import job_progress, snapshot
+from .scene_snapshot import frame_place, job_progress, snapshot
 from .session import SESSION
 
 log = logging.getLogger("adain.engine_hook")
@@ -81,6 +81,7 @@ class _Job:
     stopped: bool = False
     frames: dict[int, np.ndarray | None] = field(default_factory=dict)  # frame -> stylized linear, None: failed
     seed_failure: str | None = None  # why a seed frame (render.seed_history) was not stylized
+    seen: int = 0  # frames of this job that reached render_post
 
 
 _job = _Job()
@@ -226,6 +227,7 @@ def on_render_init(scene: Any, *_: Any) -> None:
         return
     _job.start_frame, _job.stopped, _job.started = scene.frame_current, False, time.time()
     _job.frames.clear()
+    _job.seen = 0
     if _ours(scene) is not None:
         SESSION.render_break.clear()
         escape_watch.start()
@@ -244,7 +246,8 @@ def on_render_post(scene: Any, *_: Any) -> None:
     frame = scene.frame_current
     if not SESSION.seeding:
         _job.frames[frame] = None
-    progress = job_progress(scene)
+        _job.seen += 1
+    progress = job_progress(scene) or _seen_progress(scene)
     status_bar(f"AdaIN: stylizing frame {frame}{f' ({progress})' if progress else ''} after {support.label}'s render...")
     try:
         snap = snapshot(scene)
@@ -271,6 +274,12 @@ def on_render_post(scene: Any, *_: Any) -> None:
 
 
 _last_layers: list[dict[str, dict[str, np.ndarray]]] = []
+
+
+def _seen_progress(scene: Any) -> str:
+    """In the UI, where a frame stands in an animation ("2 of 6"), known from the job's second frame on: a handler
+    cannot tell Ctrl-F12 from F12 at the first frame ("" then, and for a still)."""
+    return "" if SESSION.seeding or _job.seen < 2 else frame_place(scene)
 
 
 @bpy.app.handlers.persistent

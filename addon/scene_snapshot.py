@@ -32,8 +32,11 @@ def animation_job() -> bool:
 
 def job_progress(scene: bpy.types.Scene) -> str:
     """Where the current frame stands in a ``blender -b -a`` job ("2 of 6"; "" in any other render)."""
-    if not animation_job():
-        return ""
+    return frame_place(scene) if animation_job() else ""
+
+
+def frame_place(scene: bpy.types.Scene) -> str:
+    """Where the current frame stands in the scene's frame range ("2 of 6")."""
     step = max(1, scene.frame_step)
     return f"{(scene.frame_current - scene.frame_start) // step + 1} of {(scene.frame_end - scene.frame_start) // step + 1}"
 

@@ -115,11 +115,16 @@ def test_eevee_multilayer_exr_keeps_the_passes_and_the_cryptomatte_manifest(
     assert np.abs(layers[view_layer]["AdaIN"] - layers["Composite"]["Combined"]).max() == 0
 
 
-def test_eevee_animation_slots_alpha_and_swap(scene: bpy.types.Scene, model_backend: str, tmp_path: Path) -> None:
+def test_eevee_animation_slots_alpha_and_swap(
+    scene: bpy.types.Scene, model_backend: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     _slots(scene, WARM, COOL)
     scene.render.filepath = str(tmp_path / "anim_")
+    capfd.readouterr()
     bpy.ops.render.render(animation=True)
     assert sorted(SESSION.status.stylized_frames) == [1, 2, 3], SESSION.status.message
+    err = capfd.readouterr().err  # (a handler cannot tell an animation at its first frame; from the second on it can)
+    assert "stylizing frame 1 (EEVEE" in err and "stylizing frame 3 (3 of 3 in this job; EEVEE" in err, err
     frames = {f: read_png(Path(scene.render.frame_path(frame=f))) for f in (1, 3)}
     plain1 = _still(scene, 1, tmp_path / "plain1.png", enabled=False)
     plain3 = _still(scene, 3, tmp_path / "plain3.png", enabled=False)
