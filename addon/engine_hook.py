@@ -248,6 +248,10 @@ def on_render_post(scene: Any, *_: Any) -> None:
         _job.frames[frame] = None
         _job.seen += 1
     progress = job_progress(scene) or _seen_progress(scene)
+    if progress and (note := movie_note(scene)):  # an animation into a movie: nothing of ours would reach the file
+        status = SESSION.status
+        status.frame, status.ok, status.message = frame, True, f"AdaIN: frame {frame} not stylized: {note}"
+        return
     status_bar(f"AdaIN: stylizing frame {frame}{f' ({progress})' if progress else ''} after {support.label}'s render...")
     try:
         snap = snapshot(scene)

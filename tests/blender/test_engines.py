@@ -242,8 +242,10 @@ def test_a_movie_output_stays_plain_and_the_status_says_so(
     finally:
         movie_output(scene, False)
         scene.render.engine, scene.frame_end = EEVEE, 3
-    assert SESSION.status.ok and sorted(SESSION.status.stylized_frames) == [1, 2], SESSION.status.message
-    assert "warning: the movie output stays plain with Workbench" in SESSION.status.message
+    # frame 1 is stylized (shown in "AdaIN Result": a handler cannot tell an animation at its first frame); from the
+    # second on nothing is computed that the movie could not take
+    assert SESSION.status.ok and SESSION.status.stylized_frames == [1], SESSION.status.message
+    assert "frame 2 not stylized: the movie output stays plain with Workbench" in SESSION.status.message
     assert capfd.readouterr().err.count("movie output stays plain") == 1, "the console is told once per job"
     assert [p.stat().st_size > 0 for p in tmp_path.iterdir()] == [True], "Blender's movie is written, untouched"
 
