@@ -115,15 +115,16 @@ def _smooth(
         SESSION.smoother.reset()
         return out, ""
     vector = grabbed.passes.get("Vector")
-    flow, note = None, ""
+    flow, ahead, note = None, None, ""
     if snap.motion_blur:
         note = "no temporal smoothing while Motion Blur is on (no motion vectors are written then)"
     elif vector is None:
         note = "temporal smoothing needs the Vector pass (View Layer > Passes > Data > Vector), which this engine did not write"
     else:
-        flow = temporal.flow_from_vector(np.ascontiguousarray(vector, np.float32))
+        v = np.ascontiguousarray(vector, np.float32)  # (EEVEE writes Cycles' convention: tests/blender/test_warp_error.py)
+        flow, ahead = temporal.flow_from_vector(v), temporal.next_flow_from_vector(v)
     remote = None if flow is None else smooth_backend.remote(session_backend.backend(), job.wire, cancelled)
     with SESSION.client_lock(cancelled):
         combined, _ = SESSION.smoother.apply(grabbed.layer, snap.frame, out.combined, job.image, flow, snap.temporal,
-                                             remote=remote)  # fmt: skip
+                                             ahead, remote)  # fmt: skip
     return FrameResult(combined, out.slot_passes, out.compute_ms), note

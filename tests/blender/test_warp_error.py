@@ -18,7 +18,7 @@ from tests.blender.scene import fresh_scene, set_slot
 from tests.blender.test_render import STYLE_COOL
 from tests.scripts.script_loader import load_script
 
-from addon import render  # isort: skip  (scene.py put the repository on sys.path)
+from addon import exr, render  # isort: skip  (scene.py put the repository on sys.path)
 from addon.session import SESSION  # isort: skip
 
 W, H, FRAMES = 64, 40, 5
@@ -82,3 +82,35 @@ def test_a_one_pixel_pan_has_no_warping_error_and_noise_has_its_known_one(
     assert we.warping_error(noisy, vectors) == pytest.approx(3 * 2 * sigma**2 + plain, rel=0.1)
     wrong = [np.zeros_like(v) for v in vectors]  # and motion ignored: clearly not near 0
     assert we.warping_error(frames, wrong) > 20 * plain
+
+
+def test_eevee_writes_the_vector_pass_in_cycles_convention(tmp_path: Path) -> None:
+    """Temporal smoothing reads EEVEE's Vector pass as Cycles': (previous x, y, current minus next x, y), so a plane in
+    steady motion has (a, b, a, b) (``temporal.next_flow_from_vector``). Checked on the same scene, moving one pixel
+    right and half a pixel down per frame, rendered by both engines."""
+    scene = _panning_plane()
+    plane = bpy.data.objects["Plane"]
+    pixel = scene.camera.data.ortho_scale / W
+    plane.animation_data_clear()
+    for frame in range(0, FRAMES + 2):
+        plane.location = ((frame - 1) * pixel, -(frame - 1) * pixel / 2, 0)
+        plane.keyframe_insert("location", frame=frame)
+    scene.adain.enabled = False
+    scene.eevee.taa_render_samples = 1
+    f = scene.render.image_settings
+    if hasattr(f, "media_type"):
+        f.media_type = "MULTI_LAYER_IMAGE"
+    f.file_format, f.exr_codec, f.color_depth = "OPEN_EXR_MULTILAYER", "NONE", "32"
+    scene.frame_set(3)
+    vectors = {}
+    for engine in ("CYCLES", "BLENDER_EEVEE_NEXT" if bpy.app.version < (5, 0, 0) else "BLENDER_EEVEE"):
+        scene.render.engine = engine
+        scene.render.filepath = str(tmp_path / f"{engine}.exr")
+        bpy.ops.render.render(write_still=True)
+        layers = exr.read_layers(tmp_path / f"{engine}.exr")
+        vectors[engine] = next(p["Vector"] for p in layers.values() if "Vector" in p)
+    for engine, v in vectors.items():
+        median = np.median(v.reshape(-1, 4), axis=0)
+        assert np.allclose(median, (-1.0, 0.5, -1.0, 0.5), atol=0.01), f"{engine}: {median}"
+    cycles, eevee = vectors.values()
+    assert np.abs(cycles - eevee).mean() < 0.01
