@@ -2,6 +2,7 @@
 
     python scripts/average_decoders.py SNAP1.safetensors SNAP2.safetensors [...] --out averaged.safetensors
     python scripts/average_decoders.py A.safetensors B.safetensors --weights 0.7,0.3 --out blend.safetensors
+    python scripts/average_decoders.py SNAP*.safetensors --out mean.safetensors --heldout /work/data/corpus
 
 Late in a run, Adam's steps make a decoder swing between a little more content and a little more style
 from one snapshot to the next (compare them with scripts/compare_decoders.py). The mean of the weights of
@@ -27,6 +28,8 @@ import torch
 
 from adain.errors import AdainError, InputError
 from adain.tensorfile import load_tensors, save_tensors
+from adain.train_eval import EvalResult, evaluate_decoder, load_heldout
+from adain.weights import build_encoder, load_decoder
 
 
 def average(paths: Sequence[Path], weights: Sequence[float] | None = None) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -69,6 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("snapshots", nargs="+", type=Path, help="decoder .safetensors files of one training run")
     p.add_argument("--out", type=Path, required=True, help="where to write the averaged decoder")
     p.add_argument("--weights", default=None, help="comma-separated weights, one per decoder (default: equal)")
+    p.add_argument("--heldout", type=Path, metavar="CORPUS",
+                   help="then score the result on this corpus's held-out set, as `adain train --eval-every` does")  # fmt: skip
     args = p.parse_args(argv)
     try:
         weights = None if args.weights is None else [float(w) for w in args.weights.split(",")]
@@ -82,7 +87,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     save_tensors(args.out, tensors, meta)
     print(f"{args.out}: mean of {len(args.snapshots)} decoders, iterations {meta['averaged_iterations']}")
+    if args.heldout is not None:
+        try:
+            print(f"{args.out}: {score(args.out, args.heldout).line()}")
+        except AdainError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     return 0
+
+
+def score(decoder: Path, corpus: Path) -> EvalResult:
+    """The training evaluation's held-out measures (``adain.train_eval``: α = 0 PSNR, content, style) of a decoder."""
+    dec, _ = load_decoder(decoder)
+    return evaluate_decoder(build_encoder(), dec, load_heldout(corpus))
 
 
 if __name__ == "__main__":

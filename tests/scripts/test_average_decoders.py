@@ -69,3 +69,25 @@ def test_weighted_mean_is_a_point_on_the_line(avg, tmp_path, capsys):
         assert avg.main([str(a), str(b), "--weights", bad, "--out", str(tmp_path / "x.safetensors")]) == 2
         assert "weight" in capsys.readouterr().err
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_heldout_scores_the_mean_as_training_does(avg, tmp_path, samples, capsys):
+    from adain.train_eval import evaluate_decoder, load_heldout
+    from adain.weights import build_encoder, load_decoder
+    from tests.corpus import make_tiny_corpus
+
+    corpus = make_tiny_corpus(tmp_path, samples)
+    a = _snapshot(tmp_path / "a.safetensors", 1000, -0.02)
+    b = _snapshot(tmp_path / "b.safetensors", 1500, +0.02)
+    out = tmp_path / "mean.safetensors"
+    assert avg.main([str(a), str(b), "--out", str(out), "--heldout", str(corpus)]) == 0
+    printed = capsys.readouterr().out.splitlines()[-1]
+    enc, held = build_encoder(), load_heldout(corpus)
+    shipped = evaluate_decoder(enc, load_decoder(DEFAULT_DECODER_PATH)[0], held)
+    one_side = evaluate_decoder(enc, load_decoder(a)[0], held)
+    psnr = float(printed.split("PSNR ")[1].split(" dB")[0])
+    assert printed.startswith(f"{out}: held-out: alpha=0 PSNR")
+    assert abs(psnr - shipped.psnr_alpha0) < 0.05, "the shifts cancel: the mean scores as the shipped decoder"
+    assert abs(one_side.psnr_alpha0 - shipped.psnr_alpha0) > 0.1, "(a shifted snapshot alone scores otherwise)"
+    assert avg.main([str(a), str(b), "--out", str(out), "--heldout", str(tmp_path / "none")]) == 2
+    assert "manifest.csv not found" in capsys.readouterr().err
