@@ -65,6 +65,7 @@ class TrainConfig:
     recon_share: float = 0.25  # share of every batch that is reconstruction samples (style = content)
     warmup: int = 0  # iterations 1..warmup train on reconstruction samples only
     recon_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1")  # extra content taps (f(c)) on those samples
+    recon_layer_weight: float = 1.0  # the weight of each of those taps
     pixel_weight: float = 0.0  # weight of a pixel MSE on reconstruction samples
     sampling: Sampling = field(default_factory=Sampling)
     seed: int = 0
@@ -117,6 +118,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
                         "after --init-from, add its iteration count)")  # fmt: skip
     r.add_argument("--recon-layers", nargs="*", choices=TAPS, default=list(d.recon_layers),
                    help="extra content-loss taps on reconstruction samples (target f(c))")  # fmt: skip
+    r.add_argument("--recon-layer-weight", type=float, default=d.recon_layer_weight,
+                   help="weight of each --recon-layers tap (1: as much as the relu4_1 content term)")  # fmt: skip
     r.add_argument("--pixel-weight", type=float, default=d.pixel_weight, help="pixel MSE weight on reconstruction samples")
     r.add_argument("--painting-weight", type=float, default=d.sampling.painting_weight,
                    help="how much more often real paintings are drawn than other styles")  # fmt: skip
@@ -142,7 +145,7 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if not 0.0 <= args.recon_share <= 1.0:
         raise InputError(f"--recon-share must be in [0, 1], got {args.recon_share}")
-    for name in ("style_weight", "pixel_weight", "lr_decay", "warmup"):
+    for name in ("style_weight", "pixel_weight", "recon_layer_weight", "lr_decay", "warmup"):
         if getattr(args, name) < 0:
             raise InputError(f"--{name.replace('_', '-')} must not be negative, got {getattr(args, name)}")
     if args.lr <= 0:
@@ -150,7 +153,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
         lr=args.lr, lr_decay=args.lr_decay, batch=args.batch, style_weight=args.style_weight,
         style_layer_weights=tuple(args.style_layer_weights), recon_share=args.recon_share, warmup=args.warmup,
-        recon_layers=tuple(args.recon_layers), pixel_weight=args.pixel_weight,
+        recon_layers=tuple(args.recon_layers), recon_layer_weight=args.recon_layer_weight, pixel_weight=args.pixel_weight,
         sampling=Sampling(painting_weight=args.painting_weight, texture_share=args.texture_share), seed=args.seed,
     )  # fmt: skip
 
@@ -193,7 +196,7 @@ def train_step(
     rec = torch.zeros((), device=out.device)
     if extra:
         for tap in cfg.recon_layers:
-            rec = rec + content_loss(o_feats[tap][:recon], c_feats[tap][:recon])
+            rec = rec + cfg.recon_layer_weight * content_loss(o_feats[tap][:recon], c_feats[tap][:recon])
         if cfg.pixel_weight > 0:
             rec = rec + cfg.pixel_weight * F.mse_loss(out[:recon].float(), content[:recon].float())
     return StepLosses(content_loss(o_feats["relu4_1"], t), tuple(style_loss_per_layer(o_feats, s_feats)), rec)

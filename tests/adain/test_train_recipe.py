@@ -55,11 +55,11 @@ def test_defaults_are_the_chosen_recipe_and_the_old_one_is_two_flags():
 
 def test_recipe_flags_reach_the_config():
     argv = ["--style-layer-weights", "torch", "--style-weight", "1", "--recon-share", "0.25", "--warmup", "10",
-            "--recon-layers", "relu1_1", "relu3_1", "--pixel-weight", "2", "--painting-weight", "5",
-            "--texture-share", "0.2", "--lr", "5e-5", "--lr-decay", "0"]  # fmt: skip
+            "--recon-layers", "relu1_1", "relu3_1", "--recon-layer-weight", "0.3", "--pixel-weight", "2",
+            "--painting-weight", "5", "--texture-share", "0.2", "--lr", "5e-5", "--lr-decay", "0"]  # fmt: skip
     cfg = config_from_args(_parse(*argv))
     assert cfg.style_layer_weights == TORCH_STYLE_LAYER_WEIGHTS and cfg.style_weight == 1.0
-    assert cfg.recon_layers == ("relu1_1", "relu3_1") and cfg.pixel_weight == 2.0
+    assert cfg.recon_layers == ("relu1_1", "relu3_1") and cfg.pixel_weight == 2.0 and cfg.recon_layer_weight == 0.3
     assert cfg.sampling == Sampling(painting_weight=5.0, texture_share=0.2)
     assert (cfg.lr, cfg.lr_decay) == (5e-5, 0.0)
     assert [cfg.recon_count(i) for i in (0, 9, 10, 500)] == [8, 8, 2, 2]  # warm-up: all; then a quarter of 8
@@ -68,6 +68,8 @@ def test_recipe_flags_reach_the_config():
         _parse("--style-layer-weights", "1,2,3")
     with pytest.raises(InputError, match="--recon-share"):
         config_from_args(_parse("--recon-share", "1.5"))
+    with pytest.raises(InputError, match="--recon-layer-weight"):
+        config_from_args(_parse("--recon-layer-weight", "-1"))
 
 
 def test_train_step_applies_the_recipe(samples):
@@ -79,7 +81,7 @@ def test_train_step_applies_the_recipe(samples):
     content, style = src.batch(0, recon=1)
     plain = TrainConfig(batch=3, recon_share=0.0, recon_layers=())  # the recipe of the shipped decoder
     recipe = TrainConfig(batch=3, style_weight=2.0, style_layer_weights=(0.5, 1.0, 0.0, 4.0), recon_layers=("relu2_1",),
-                         pixel_weight=3.0)  # fmt: skip
+                         recon_layer_weight=0.3, pixel_weight=3.0)  # fmt: skip
     a = train_step(enc, dec, content, style, plain, 1, None)
     b = train_step(enc, dec, content, style, recipe, 1, None)
     torch.testing.assert_close(b.content, a.content)
@@ -92,7 +94,8 @@ def test_train_step_applies_the_recipe(samples):
     with torch.no_grad():
         out = dec(enc(content[:1])["relu4_1"])
         feats = enc(out)
-        expect_recon = ((feats["relu2_1"] - enc(content[:1])["relu2_1"]) ** 2).mean() + 3.0 * ((out - content[:1]) ** 2).mean()
+        deep = ((feats["relu2_1"] - enc(content[:1])["relu2_1"]) ** 2).mean()
+        expect_recon = 0.3 * deep + 3.0 * ((out - content[:1]) ** 2).mean()
     torch.testing.assert_close(b.recon.detach(), expect_recon, rtol=1e-4, atol=1e-5)
 
 
