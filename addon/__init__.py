@@ -1,4 +1,4 @@
-"""AdaIN Stylize: arbitrary style transfer for Cycles renders, computed by a separate backend process.
+"""AdaIN Stylize: arbitrary style transfer for Blender renders (Cycles, EEVEE, Workbench), made by a backend process.
 
 The wire format, the client and the backend's start/stop come from the ``adain_wire`` package (shared with the
 backend; the add-on zip carries it as a wheel). Modules without bpy (testable anywhere): ``frames`` (what a frame
@@ -8,7 +8,8 @@ asks and how the answer is composed), ``background_task`` (backend work on a thr
 Blender-facing: ``properties``, ``operators``, ``panels``, ``render`` (the Cycles hook), ``scene_snapshot`` (the
 scene read at render time), ``render_result`` (a render result stylized), ``restyle`` (the last render stylized
 again), ``colour`` (view transform round trip), ``compositor`` (the node group), ``engine_watch`` (keeps the node
-group out of non-Cycles renders), ``session_backend`` (the session's backend, from the preferences or the environment).
+group out of non-Cycles renders), ``engine_hook`` (EEVEE, Workbench: after the compositor), ``escape_watch`` (Esc
+during their stylization), ``session_backend`` (the session's backend, from the preferences or the environment).
 """
 
 from __future__ import annotations
