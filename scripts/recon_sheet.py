@@ -74,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
+    if args.out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        p.error(f"--out must name a .png or .jpg file, got {str(args.out)!r}")  # (before any of the work)
     named = []
     for spec in args.decoders:
         name, _, path = spec.rpartition("=")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from PIL import Image
 
@@ -39,3 +40,13 @@ def test_sheet_rows_columns_and_psnr_table(samples, tmp_path, capsys):
     assert all(abs(a - float(b)) < 0.011 for a, b in zip(got, expected, strict=True)), (got, expected)
     broken = next(line for line in table.splitlines() if line.startswith("| broken |"))
     assert float(broken.strip("|").split("|")[-1]) < float(row.strip("|").split("|")[-1]), "a damaged decoder scores lower"
+
+
+def test_an_out_path_without_an_image_extension_is_refused_first(tmp_path, capsys):
+    sheet = load_script("recon_sheet")
+    missing = tmp_path / "no_such_decoder.safetensors"  # (never read: the check comes before any work)
+    with pytest.raises(SystemExit) as exit_:
+        sheet.main([f"x={missing}", "--corpus", str(tmp_path), "--contents", "a.jpg", "--out", str(tmp_path / "sheet")])
+    assert exit_.value.code == 2
+    assert "--out must name a .png or .jpg file" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
