@@ -47,10 +47,10 @@ def test_style_layer_weights_weight_each_tap():
 
 def test_defaults_are_the_chosen_recipe_and_the_old_one_is_two_flags():
     cfg = config_from_args(_parse())
-    assert (cfg.style_weight, cfg.style_layer_weights, cfg.recon_share) == (10.0, (1.0, 1.0, 1.0, 1.0), 0.25)
+    assert (cfg.style_weight, cfg.style_layer_weights, cfg.recon_share) == (15.0, (1.0, 1.0, 1.0, 1.0), 0.25)
     assert cfg.recon_layers == ("relu1_1", "relu2_1", "relu3_1") and cfg.recon_count(0) == 2
-    old = config_from_args(_parse("--recon-share", "0", "--recon-layers"))
-    assert old.recon_count(0) == 0 and old.recon_layers == ()
+    old = config_from_args(_parse("--style-weight", "10", "--recon-share", "0", "--recon-layers"))
+    assert old.recon_count(0) == 0 and old.recon_layers == () and old.style_weight == 10.0
 
 
 def test_recipe_flags_reach_the_config():
@@ -79,7 +79,7 @@ def test_train_step_applies_the_recipe(samples):
     src = BatchSource(*(Pool([p], torch.ones(1).numpy()) for p in (samples / "content_coffee.jpg",
                       samples / "style_wesnoth_painted_mountains.jpg")), Sampling(), 3, 32, seed=0)  # fmt: skip
     content, style = src.batch(0, recon=1)
-    plain = TrainConfig(batch=3, recon_share=0.0, recon_layers=())  # the recipe of the shipped decoder
+    plain = TrainConfig(batch=3, style_weight=10.0, recon_share=0.0, recon_layers=())  # the recipe before session 8
     recipe = TrainConfig(batch=3, style_weight=2.0, style_layer_weights=(0.5, 1.0, 0.0, 4.0), recon_layers=("relu2_1",),
                          recon_layer_weight=0.3, pixel_weight=3.0)  # fmt: skip
     a = train_step(enc, dec, content, style, plain, 1, None)
