@@ -340,9 +340,12 @@ class DeviceRun:
     def __enter__(self) -> DeviceRun:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         if self.backend is not None:
             self.backend.close()
+            log = self.backend.settings.log_file
+            if exc_type is None and log is not None:
+                log.unlink(missing_ok=True)  # kept when the run failed: its tail says why
 
     def add(self, w: int, h: int, tile: int | None, path: str, fn: Callable[[], Any], pid: int | None = None,
             min_warmup: int = 0) -> Row:  # fmt: skip

@@ -91,9 +91,11 @@ def on_backend(device: str, smoother: temporal.Smoother, ours: Any, local: np.nd
         timed(ours, repeats)
         out = ours()
         smoother.apply = real_apply  # type: ignore[method-assign]
-        return statistics.median(ours.seconds), float(np.abs(out - local).max())
+        result = statistics.median(ours.seconds), float(np.abs(out - local).max())
     finally:
         manager.stop()
+    log_file.unlink(missing_ok=True)  # kept when the run failed: its tail says why
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,17 +17,19 @@ SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "bench.py"
 
 
 @pytest.fixture(scope="module")
-def quick(tmp_path_factory) -> tuple[dict, str]:
+def quick(tmp_path_factory) -> tuple[dict, str, Path]:
     out = tmp_path_factory.mktemp("bench") / "bench.json"
+    tmp = tmp_path_factory.mktemp("tmpdir")  # the run's temporary folder: the backend's log goes there
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--device", "cpu", "--json", str(out)],
-                          capture_output=True, text=True, timeout=180, cwd=SCRIPT.parents[1])  # fmt: skip
+                          capture_output=True, text=True, timeout=180, cwd=SCRIPT.parents[1],
+                          env={**os.environ, "TMPDIR": str(tmp)})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(out.read_text()), proc.stdout
+    return json.loads(out.read_text()), proc.stdout, tmp
 
 
 @pytest.mark.slow
 def test_every_path_has_a_row(quick):
-    doc, _ = quick
+    doc, _, _ = quick
     paths = [r["path"] for r in doc["rows"]]
     assert paths[0].startswith("baseline") and paths[1].startswith("ours")
     for expected in ("1 region (label map)", "4 regions (label map)", "8 regions (label map)", "e2e tcp float32 RGBA",
@@ -38,7 +41,7 @@ def test_every_path_has_a_row(quick):
 
 @pytest.mark.slow
 def test_ratios_times_and_memory_are_sane(quick):
-    doc, _ = quick
+    doc, _, _ = quick
     for r in doc["rows"]:
         assert len(r["times"]) == 1 and all(t > 0 for t in r["times"])
         for key in ("seconds", "fps", "ratio"):
@@ -57,10 +60,17 @@ def test_ratios_times_and_memory_are_sane(quick):
 
 @pytest.mark.slow
 def test_table_and_targets_are_printed(quick):
-    doc, stdout = quick
+    doc, stdout, _ = quick
     assert stdout.startswith("| device | size | path | ms/frame | fps | × baseline | peak memory | note |")
     assert stdout.count("| cpu | 64×64 |") == len(doc["rows"])
     assert any("8 regions <= 1.2x one region" in t["target"] for t in doc["targets"])
+
+
+@pytest.mark.slow
+def test_a_clean_run_leaves_no_backend_log(quick):
+    doc, _, tmp = quick
+    assert any(r["path"].startswith("e2e") for r in doc["rows"])  # a backend was started, with its log in tmp
+    assert list(tmp.glob("adain-bench-*")) == []
 
 
 def test_size_parsing():
@@ -98,3 +108,14 @@ def test_pixel_bench_runs_and_checks_both_paths_agree():
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| cpu | 512×512 |")]
     assert [r.split("|")[3].strip() for r in rows] == ["float16", "uint8"]
     assert all(r.rstrip(" |").endswith("×") for r in rows)
+
+
+@pytest.mark.slow
+def test_temporal_bench_runs_on_a_backend_and_leaves_no_log(tmp_path):
+    script = SCRIPT.with_name("bench_temporal.py")
+    proc = subprocess.run([sys.executable, str(script), "--size", "64x48", "--repeats", "1", "--backend-device", "cpu"],
+                          capture_output=True, text=True, timeout=300, cwd=SCRIPT.parents[1],
+                          env={**os.environ, "TMPDIR": str(tmp_path)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "on the backend (cpu), + round trip" in proc.stdout and "max |on the backend - ours|" in proc.stdout
+    assert list(tmp_path.glob("adain-bench-*")) == []
