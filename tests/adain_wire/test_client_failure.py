@@ -4,7 +4,6 @@ killed from outside with an asynchronous exception, the way a removed module or 
 
 from __future__ import annotations
 
-import ctypes
 import threading
 import time
 
@@ -14,19 +13,10 @@ import pytest
 from adain_wire.client import BROKEN, Client, ClientError
 from adain_wire.manager import BackendManager, BackendSettings
 from adain_wire.pending import WATCH_S, Pending
+from tests.faults import kill_thread
 
 RNG = np.random.default_rng(5)
 STYLE = RNG.random((32, 32, 3), dtype=np.float32)
-
-
-class IOThreadKilledError(Exception):
-    """Raised inside the client's I/O thread by the test."""
-
-
-def kill(thread: threading.Thread) -> None:
-    assert thread.ident is not None and thread.is_alive()
-    hit = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(IOThreadKilledError))
-    assert hit == 1
 
 
 def frames(n: int, size: int = 96) -> list[np.ndarray]:
@@ -43,7 +33,7 @@ def test_killing_the_io_thread_fails_pending_and_later_calls_at_once_and_the_man
         pendings = [first.submit(f, sid) for f in sequence]
         assert pendings[0].result(60).combined is not None
         assert first._thread is not None
-        kill(first._thread)
+        kill_thread(first._thread)
         t0 = time.monotonic()
         outcomes = [p.exception(10) for p in pendings[1:]]
         failed = [e for e in outcomes if e is not None]
@@ -86,7 +76,7 @@ def test_a_waiter_without_a_timeout_is_released_when_the_thread_dies(serve):
         waiter = threading.Thread(target=wait_last, daemon=True)
         waiter.start()
         assert client._thread is not None
-        kill(client._thread)
+        kill_thread(client._thread)
         waiter.join(10)
         assert not waiter.is_alive() and len(outcome) == 1
         assert outcome[0] is None or (isinstance(outcome[0], ClientError) and outcome[0].code == BROKEN)

@@ -24,6 +24,7 @@ from adain_wire.client import Client
 from backend import owner as owner_watch
 from backend.config import Config, parse_args
 from backend.errors import ConfigError
+from tests.faults import process_gone
 
 REPO = Path(__file__).resolve().parents[2]
 IDENTITY = [sys.executable, "-m", "backend", "--identity", "--device", "cpu"]
@@ -37,19 +38,6 @@ def _free_endpoint() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return f"tcp://127.0.0.1:{s.getsockname()[1]}"
-
-
-def _gone(pid: int) -> bool:
-    """Whether ``pid`` (not necessarily our child) no longer runs: no such process, or a zombie nobody reaped yet."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2] in "ZX"
 
 
 def _await(condition: Callable[[], bool], timeout: float, what: str) -> float:
@@ -77,7 +65,7 @@ def processes() -> Iterator[list[int]]:
     pids: list[int] = []
     yield pids
     for pid in pids:
-        if not _gone(pid):
+        if not process_gone(pid):
             os.kill(pid, signal.SIGKILL)
 
 
@@ -234,16 +222,16 @@ def test_a_backend_started_without_owner_pid_outlives_the_process_that_started_i
             _await(lambda log=log, endpoint=endpoint: f"listening on {endpoint}" in log.read_text(), 90, f"{log.name} listening")
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
-        took = _await(lambda: _gone(watched), EXIT_BOUND_S + 5, "the watched backend gone")
+        took = _await(lambda: process_gone(watched), EXIT_BOUND_S + 5, "the watched backend gone")
         assert took < EXIT_BOUND_S, f"{took:.1f} s"
         assert "owner process" in logs[0].read_text()
         # Both saw their parent die at the same moment; the one that watches it is gone, the other runs and answers.
-        assert not _gone(by_hand)
+        assert not process_gone(by_hand)
         with Client(endpoints[1], timeout=10) as client:
             assert client.server is not None and client.server.model.decoder == "identity"
         assert "owner" not in logs[1].read_text()
         os.kill(by_hand, signal.SIGTERM)
-        _await(lambda: _gone(by_hand), 20, "the unwatched backend gone after SIGTERM")
+        _await(lambda: process_gone(by_hand), 20, "the unwatched backend gone after SIGTERM")
         assert "SIGTERM received" in logs[1].read_text()
     finally:
         parent.kill()
@@ -280,7 +268,7 @@ def test_a_backend_started_by_backend_manager_exits_when_its_process_is_killed(t
             assert argv[-3:] == [b"--owner-pid", str(parent.pid).encode(), b""], argv
         parent.send_signal(signal.SIGKILL)
         parent.wait(10)
-        took = _await(lambda: _gone(backend), EXIT_BOUND_S + 5, "the manager's backend gone")
+        took = _await(lambda: process_gone(backend), EXIT_BOUND_S + 5, "the manager's backend gone")
     finally:
         parent.kill()
         parent.wait(10)

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from tests.blender.backends import backend_command
+from tests.faults import process_gone
 
 REPO = Path(__file__).resolve().parents[2]
 EXIT_BOUND_S = 5.0
@@ -30,19 +31,6 @@ manager.client()
 print("BACKEND", manager.process.pid, bpy.app.version_string, flush=True)
 time.sleep(300)
 """
-
-
-def _gone(pid: int) -> bool:
-    """No such process, or a zombie nobody reaped yet (the backend is not our child)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat[stat.rfind(")") + 2] in "ZX"
 
 
 def test_the_backend_is_gone_within_5_s_of_its_blender_being_killed(blender_env: dict[str, str], tmp_path: Path) -> None:
@@ -68,17 +56,17 @@ def test_the_backend_is_gone_within_5_s_of_its_blender_being_killed(blender_env:
                 raise AssertionError(f"Blender reported no backend (exit {blender.poll()}):\n{''.join(output)}")
             if line.startswith("BACKEND "):
                 backend = int(line.split()[1])
-        assert not _gone(backend)
+        assert not process_gone(backend)
         blender.send_signal(signal.SIGKILL)
         t0 = time.monotonic()
         blender.wait(10)
-        while not _gone(backend) and time.monotonic() - t0 < EXIT_BOUND_S + 5:
+        while not process_gone(backend) and time.monotonic() - t0 < EXIT_BOUND_S + 5:
             time.sleep(0.02)
         took = time.monotonic() - t0
     finally:
         blender.kill()
         blender.wait(10)
-        if backend is not None and not _gone(backend):
+        if backend is not None and not process_gone(backend):
             os.kill(backend, signal.SIGKILL)
     log = (tmp_path / "adain-backend.log").read_text(errors="replace")
     print(f"{output[-1].split(maxsplit=2)[-1].strip()}: SIGKILL -> backend gone in {took:.2f} s")

@@ -7,7 +7,6 @@ pass-through wrapper around ``Client.submit``."""
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -19,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.blender.scene import fresh_scene, read_png, render_still, set_slot
+from tests.faults import kill_thread
 
 from adain_wire.client import Client  # isort: skip  (scene.py put the repository on sys.path)
 from addon import session_backend  # isort: skip
@@ -28,17 +28,9 @@ STYLE = "style_wesnoth_trow_great_tree.jpg"
 FRAMES = list(range(1, 7))
 
 
-class IOThreadKilledError(Exception):
-    """Raised inside the client's I/O thread by the test."""
-
-
 def _kill_io_thread(client: Client) -> None:
-    thread = client._thread
-    assert thread is not None and thread.ident is not None and thread.is_alive()
-    hit = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(IOThreadKilledError))
-    assert hit == 1
-    thread.join(5)  # it dies at its next bytecode (it polls every 50 ms while a request is out)
-    assert not thread.is_alive()
+    assert client._thread is not None
+    kill_thread(client._thread, join_s=5)  # it dies at its next bytecode (it polls every 50 ms while a request is out)
 
 
 @pytest.fixture
