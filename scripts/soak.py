@@ -165,6 +165,7 @@ def part_malformed(args: argparse.Namespace) -> dict[str, Any]:
         sock.send_multipart([msgpack.packb(put), FRAME.tobytes()])
         sid = msgpack.unpackb(sock.recv_multipart()[0])["style"]
         before = rss_mb(proc.pid)
+        trace: list[float] = []  # resident MB after every 10,000 requests
         no_reply = unattributed = attributable = 0
         t0 = time.monotonic()
         for n in range(args.malformed):
@@ -182,12 +183,14 @@ def part_malformed(args: argparse.Namespace) -> dict[str, Any]:
                 unattributed += reply.get("id") != readable
             if n % 1000 == 999:
                 print(f"  malformed {n + 1}/{args.malformed}", file=sys.stderr, flush=True)
+            if n % 10000 == 9999:  # the backend's memory along the run: does it level off?
+                trace.append(round(rss_mb(proc.pid), 1))
         alive = proc.poll() is None
         after = rss_mb(proc.pid) if alive else float("nan")
         sock.close(0)
     return {"requests": args.malformed, "crashes": int(not alive), "no_reply": no_reply, "attributable": attributable,
             "unattributed": unattributed, "rss_before_mb": round(before, 1), "rss_after_mb": round(after, 1),
-            "seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
+            "rss_every_10k_mb": trace, "seconds": round(time.monotonic() - t0, 1)}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ pipelined

@@ -20,6 +20,7 @@ def test_soak_figures_at_a_small_size(tmp_path):
     figures = json.loads(out.read_text())
     bad = figures["malformed"]
     assert bad["crashes"] == 0 and bad["no_reply"] == 0 and bad["unattributed"] == 0 and bad["attributable"] > 100
+    assert bad["rss_every_10k_mb"] == []  # (one sample per 10,000 requests: none in 300)
     for mode in ("identity", "model"):
         run = figures["pipelined"][mode]
         assert (run["lost"], run["crossed"], run["duplicated"], run["errors"]) == (0, 0, 0, [])
